@@ -1,0 +1,43 @@
+/** Shared shapes that cross process boundaries. */
+
+/**
+ * A member's state as the registry reports it.
+ * - `up`: heartbeating; serves reads and writes.
+ * - `down`: stopped heartbeating. Still owns its ranges (placement does not
+ *   change); gateways route around it until it heartbeats again.
+ */
+export type MemberState = 'up' | 'down';
+
+export interface Member {
+  /** Stable node id, generated once by the KV server and kept in its data dir. */
+  id: string;
+  /** Base URL other processes reach the KV server by, e.g. http://127.0.0.1:8001 */
+  url: string;
+  state: MemberState;
+  /** Epoch ms of the last heartbeat the registry received. */
+  lastHeartbeat: number;
+  /** Epoch ms when the member first registered. */
+  registeredAt: number;
+}
+
+/** The registry's answer to GET /nodes. */
+export interface MemberView {
+  /** URLs of members that are up (the seed's field). */
+  nodes: string[];
+  members: Member[];
+  /** Increases whenever membership or a member's state changes. */
+  index: number;
+}
+
+/** Consistency level of one client request. */
+export type Consistency = 'one' | 'quorum' | 'all';
+
+/** One key's record as a replica stores it. */
+export interface ReplicaRecord {
+  /** Value bytes; empty for a tombstone. */
+  value: Buffer;
+  /** HLC version string (see hlc.ts); totally ordered by plain string comparison. */
+  version: string;
+  tombstone: boolean;
+  contentType: string;
+}
