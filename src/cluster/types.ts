@@ -41,3 +41,13 @@ export interface ReplicaRecord {
   tombstone: boolean;
   contentType: string;
 }
+
+/** What every start function (startRegistry, startKvServer, startGateway) resolves to. */
+export interface RunningServer {
+  /** Base URL the server is reachable at, e.g. http://127.0.0.1:8001 */
+  url: string;
+  /** The bound port (useful when the config asked for port 0). */
+  port: number;
+  /** Stops accepting, finishes in-flight work, releases ports and files. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,68 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
+import { MethodNotAllowed, RouteNotFound, normalizeError, toErrorBody } from './errors.js';
+
+/**
+ * The fastify setup every FlexStore server shares: pino JSON logs, the one
+ * error shape for every failure (including fastify's own), JSON 404 for
+ * unknown routes and 405 for a known route with the wrong method.
+ */
+export interface HttpServerOptions {
+  /** pino level; 'silent' turns logging off. */
+  logLevel: string;
+  /** Largest request body fastify will read. */
+  bodyLimit: number;
+  /** Included in every log line as `component`. */
+  component: string;
+}
+
+export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: { level: opts.logLevel, base: { component: opts.component, pid: process.pid } },
+    bodyLimit: opts.bodyLimit,
+    // Keys may be long and contain any byte; routes parse the raw URL themselves.
+    maxParamLength: 64 * 1024,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const fe = normalizeError(err);
+    if (fe.status >= 500) req.log.warn({ err, code: fe.code }, fe.message);
+    sendError(reply, fe);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    sendError(reply, new RouteNotFound(`no route for ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  return app;
+}
+
+export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
+  const fe = normalizeError(err);
+  return reply.code(fe.status).header('content-type', 'application/json; charset=utf-8').send(toErrorBody(fe));
+}
+
+const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'];
+
+/**
+ * Answers 405 (with an Allow header) for every method a path does not serve.
+ * Call after registering the path's real routes. HEAD is implied by GET.
+ */
+export function rejectOtherMethods(app: FastifyInstance, url: string, allowed: HTTPMethods[]): void {
+  const allow = new Set<HTTPMethods>(allowed);
+  if (allow.has('GET')) allow.add('HEAD');
+  const others = ALL_METHODS.filter((m) => !allow.has(m));
+  if (others.length === 0) return;
+  app.route({
+    method: others,
+    url,
+    handler: async (req, reply) => {
+      reply.header('allow', [...allow].join(', '));
+      throw new MethodNotAllowed(`${req.method} is not allowed on ${url}; use ${[...allow].join(', ')}`, {
+        allowed: [...allow],
+      });
+    },
+  });
+}
