@@ -1,5 +1,12 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
-import { MethodNotAllowed, RouteNotFound, normalizeError, toErrorBody } from './errors.js';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type HTTPMethods } from 'fastify';
+import {
+  InvalidRequest,
+  MethodNotAllowed,
+  RouteNotFound,
+  normalizeError,
+  toErrorBody,
+  type FlexStoreError,
+} from './errors.js';
 
 /**
  * The fastify setup every FlexStore server shares: pino JSON logs, the one
@@ -13,6 +20,11 @@ export interface HttpServerOptions {
   bodyLimit: number;
   /** Included in every log line as `component`. */
   component: string;
+  /**
+   * The error for a URL the router cannot decode (e.g. `%ZZ`); the gateway
+   * reports it as a bad key. Default: InvalidRequest.
+   */
+  badUrlError?: (url: string) => FlexStoreError;
 }
 
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
@@ -20,10 +32,20 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     logger: { level: opts.logLevel, base: { component: opts.component, pid: process.pid } },
     bodyLimit: opts.bodyLimit,
     // Keys may be long and contain any byte; routes parse the raw URL themselves.
-    maxParamLength: 64 * 1024,
-    disableRequestLogging: true,
+    routerOptions: { maxParamLength: 64 * 1024 },
+    // One log line per request would dominate the hot path; metrics count requests.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Errors raised before routing (an undecodable URL) bypass the error handler.
+    frameworkErrors: (err, req, reply) => {
+      const url = req.url ?? '';
+      const fe =
+        (err as { code?: string }).code === 'FST_ERR_BAD_URL'
+          ? (opts.badUrlError?.(url) ?? new InvalidRequest(`malformed URL: ${url}`))
+          : normalizeError(err);
+      sendError(reply, fe);
+    },
   });
 
   app.setErrorHandler((err, req, reply) => {

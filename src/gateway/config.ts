@@ -18,7 +18,7 @@ export interface GatewayConfig {
   maxValueBytes: number;
   /** A replica request that takes longer counts as failed. Default 2000 ms. */
   replicaTimeoutMs: number;
-  /** Virtual nodes per member on the ring. Part of placement: all gateways must agree. Default 128. */
+  /** Virtual nodes per member on the ring. Part of placement: all gateways must agree. Default 256. */
   vnodes: number;
   /** Id used as the suffix of versions this gateway stamps. Default: random per process. */
   gatewayId?: string;
@@ -35,6 +35,6 @@ export const defaultGatewayConfig: GatewayConfig = {
   maxKeyBytes: 1024,
   maxValueBytes: 1024 * 1024,
   replicaTimeoutMs: 2000,
-  vnodes: 128,
+  vnodes: 256,
   logLevel: 'info',
 };

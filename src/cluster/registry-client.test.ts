@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { RegistryConfig } from '../registry/config.js';
+import { startRegistry } from '../registry/server.js';
+import { Heartbeater, MembershipWatcher, RegistryClient, RegistryError } from './registry-client.js';
+import type { MemberView, RunningServer } from './types.js';
+
+const dirs: string[] = [];
+after(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'flexstore-registry-client-'));
+  dirs.push(d);
+  return d;
+}
+
+const FAST: Partial<RegistryConfig> = { host: '127.0.0.1', downAfterMs: 300, sweepIntervalMs: 50, logLevel: 'silent' };
+
+async function registry(cfg: Partial<RegistryConfig> = {}): Promise<RunningServer> {
+  const reg = await startRegistry({ port: 0, dataDir: await tempDir(), ...FAST, ...cfg });
+  after(() => reg.close());
+  return reg;
+}
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function client(url: string): RegistryClient {
+  const c = new RegistryClient(url, { timeoutMs: 1000 });
+  after(() => c.close());
+  return c;
+}
+
+const stateOf = (v: MemberView, id: string) => v.members.find((m) => m.id === id)?.state;
+
+function recordingLog() {
+  const lines: Array<{ level: 'info' | 'warn'; msg: string }> = [];
+  const log = {
+    info: (o: object | string, m?: string) => lines.push({ level: 'info', msg: m ?? String(o) }),
+    warn: (o: object | string, m?: string) => lines.push({ level: 'warn', msg: m ?? String(o) }),
+  };
+  return { lines, log };
+}
+
+describe('RegistryClient', () => {
+  it('register, nodes and deregister', async () => {
+    const reg = await registry();
+    const c = client(reg.url);
+    const { index } = await c.register({ id: 'kv-1', node_url: 'http://127.0.0.1:9001' });
+    assert.equal(index, 1);
+    const view = await c.nodes();
+    assert.deepEqual(view.nodes, ['http://127.0.0.1:9001']);
+    await c.deregister({ id: 'kv-1' });
+    assert.deepEqual((await c.nodes()).members, []);
+  });
+
+  it('non-2xx answers reject with the status and the server message', async () => {
+    const reg = await registry();
+    const c = client(reg.url);
+    await assert.rejects(c.register({ id: 'bad id', node_url: 'http://h:1' }), (err: unknown) => {
+      assert.ok(err instanceof RegistryError);
+      assert.equal(err.status, 400);
+      assert.equal(err.code, 'INVALID_REQUEST');
+      assert.match(err.message, /"id" must be/);
+      return true;
+    });
+    await assert.rejects(c.deregister({ node_url: 'http://nobody:1' }), { status: 404 });
+  });
+
+  it('an unreachable registry rejects without a status', async () => {
+    const reg = await registry();
+    await reg.close();
+    const c = client(reg.url);
+    await assert.rejects(c.nodes(), (err: unknown) => {
+      assert.ok(err instanceof RegistryError);
+      assert.equal(err.status, undefined);
+      assert.match(err.message, /unreachable/);
+      return true;
+    });
+  });
+});
+
+describe('Heartbeater', () => {
+  it('keeps a member up; when it stops the member goes down within downAfterMs + sweep', async () => {
+    const reg = await registry();
+    const c = client(reg.url);
+    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 50 });
+    after(() => hb.stop());
+    hb.start();
+    await waitFor('registration', () => hb.registered);
+    await waitFor('kv-1 up', async () => stateOf(await c.nodes(), 'kv-1') === 'up');
+
+    // Several downAfterMs periods of heartbeats keep it up.
+    const index = (await c.nodes()).index;
+    const until = Date.now() + 700;
+    while (Date.now() < until) {
+      assert.equal(stateOf(await c.nodes(), 'kv-1'), 'up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await c.nodes()).index, index, 'heartbeats alone do not move the index');
+
+    await hb.stop();
+    const stoppedAt = Date.now();
+    await waitFor('kv-1 down', async () => stateOf(await c.nodes(), 'kv-1') === 'down', 2000);
+    assert.ok(Date.now() - stoppedAt < 300 + 50 + 250, `went down after ${Date.now() - stoppedAt} ms`);
+    assert.deepEqual((await c.nodes()).nodes, []);
+  });
+
+  it('warns once while the registry is away and says so when it is back', async () => {
+    const reg = await registry();
+    const port = reg.port;
+    const dataDir = await tempDir();
+    await reg.close();
+    const { lines, log } = recordingLog();
+    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 30, log });
+    after(() => hb.stop());
+    hb.start();
+    await waitFor('a warning', () => lines.some((l) => l.level === 'warn'));
+    // Asserting an absence needs time to pass: several beats fail meanwhile.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(lines.filter((l) => l.level === 'warn').length, 1);
+    assert.equal(hb.registered, false);
+
+    await registry({ port, dataDir });
+    await waitFor('re-registration', () => hb.registered);
+    assert.equal(lines.at(-1)?.level, 'info');
+    assert.equal(lines.filter((l) => l.level === 'warn').length, 1);
+  });
+});
+
+describe('MembershipWatcher', () => {
+  it('wakes up quickly on a change', async () => {
+    const reg = await registry();
+    const c = client(reg.url);
+    const w = new MembershipWatcher({ registryUrl: reg.url, waitSeconds: 30 });
+    after(() => w.stop());
+    const views: MemberView[] = [];
+    w.on('change', (v: MemberView) => views.push(v));
+    await w.start();
+    assert.equal(w.view?.index, 0);
+    await waitFor('the first view', () => views.length === 1);
+
+    const start = Date.now();
+    await c.register({ id: 'kv-1', node_url: 'http://127.0.0.1:9001' });
+    await waitFor('the watcher to see kv-1', () => w.view?.nodes.includes('http://127.0.0.1:9001') === true, 1000);
+    assert.ok(Date.now() - start < 500, `took ${Date.now() - start} ms`);
+    assert.equal(views.length, 2);
+
+    await c.deregister({ node_url: 'http://127.0.0.1:9001' });
+    await waitFor('the watcher to see the removal', () => w.view?.members.length === 0);
+    assert.equal(views.length, 3);
+  });
+
+  it('start resolves after initialTimeoutMs while the registry is down', async () => {
+    const reg = await registry();
+    await reg.close();
+    const w = new MembershipWatcher({ registryUrl: reg.url, initialTimeoutMs: 200 });
+    after(() => w.stop());
+    const start = Date.now();
+    await w.start();
+    assert.ok(Date.now() - start >= 190);
+    assert.equal(w.view, null);
+  });
+
+  it('survives a registry restart on the same data dir and port', async () => {
+    const dataDir = await tempDir();
+    const first = await startRegistry({ port: 0, dataDir, ...FAST });
+    after(() => first.close());
+    const port = first.port;
+    const { lines, log } = recordingLog();
+    const hbs = ['kv-1', 'kv-2'].map(
+      (id, i) => new Heartbeater({ registryUrl: first.url, id, url: `http://127.0.0.1:${9001 + i}`, intervalMs: 50 }),
+    );
+    for (const hb of hbs) {
+      after(() => hb.stop());
+      hb.start();
+    }
+    const w = new MembershipWatcher({ registryUrl: first.url, waitSeconds: 30, log });
+    after(() => w.stop());
+    await w.start();
+    await waitFor('both members up', () => w.view?.nodes.length === 2);
+
+    // A member that flaps moves the index without a write to the member file,
+    // so the restarted registry counts from below what the watcher last saw.
+    const c1 = client(first.url);
+    for (let i = 0; i < 3; i++) {
+      await c1.register({ id: 'kv-x', node_url: 'http://127.0.0.1:9009' });
+      await waitFor('kv-x up', () => w.view !== null && stateOf(w.view, 'kv-x') === 'up');
+      await waitFor('kv-x down', () => w.view !== null && stateOf(w.view, 'kv-x') === 'down');
+    }
+    const lastIndex = w.view!.index;
+
+    await first.close();
+    await waitFor('the watcher to notice', () => lines.some((l) => l.level === 'warn'));
+    assert.equal(w.view?.nodes.length, 2, 'the last view is kept while the registry is away');
+
+    const second = await startRegistry({ port, dataDir, ...FAST });
+    after(() => second.close());
+    await waitFor('the members again', () => w.view?.nodes.length === 2 && w.view.index !== lastIndex, 5000);
+    assert.deepEqual(w.view!.members.map((m) => [m.id, m.state]), [
+      ['kv-1', 'up'],
+      ['kv-2', 'up'],
+      ['kv-x', 'down'],
+    ]);
+    assert.ok(w.view!.index < lastIndex, `index ${w.view!.index} should restart below ${lastIndex}`);
+    assert.equal(lines.at(-1)?.level, 'info');
+
+    // The watch keeps following the new incarnation, whatever its index.
+    const c = client(second.url);
+    await hbs[1]!.stop();
+    await c.deregister({ id: 'kv-2' });
+    await waitFor('the removal', () => w.view?.members.length === 2, 2000);
+  });
+});

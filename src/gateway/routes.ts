@@ -1,0 +1,178 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidKey, InvalidRequest, KeyNotFound, Unavailable } from '../cluster/errors.js';
+import { rejectOtherMethods } from '../cluster/http-server.js';
+import type { Consistency } from '../cluster/types.js';
+import type { GatewayConfig } from './config.js';
+import type { ClusterView } from './cluster-view.js';
+import type { Coordinator } from './coordinator.js';
+import type { GatewayMetrics } from './metrics.js';
+
+const CONSISTENCY = new Set<Consistency>(['one', 'quorum', 'all']);
+const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+const MAX_LIST_LIMIT = 1000;
+
+export interface RouteDeps {
+  config: GatewayConfig;
+  gatewayId: string;
+  view: ClusterView;
+  coordinator: Coordinator;
+  metrics: GatewayMetrics;
+}
+
+/**
+ * The key is everything after `/kv/` in the raw URL, percent-decoded once.
+ * It is read from the raw URL rather than a router param so that `%2F`,
+ * `%3F` and repeated slashes mean exactly what the client sent.
+ */
+export function parseKey(rawUrl: string, maxKeyBytes: number): string {
+  const q = rawUrl.indexOf('?');
+  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const encoded = path.slice('/kv/'.length);
+  let key: string;
+  try {
+    key = decodeURIComponent(encoded);
+  } catch {
+    throw new InvalidKey('key is not valid percent-encoded UTF-8', { maxKeyBytes });
+  }
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes === 0) throw new InvalidKey('key is empty: use /kv/<key>', { maxKeyBytes });
+  if (bytes > maxKeyBytes) {
+    throw new InvalidKey(`key is ${bytes} bytes; the limit is ${maxKeyBytes}`, { maxKeyBytes });
+  }
+  return key;
+}
+
+function consistencyOf(req: FastifyRequest, fallback: Consistency): Consistency {
+  const c = (req.query as Record<string, unknown>).consistency;
+  if (c === undefined) return fallback;
+  if (typeof c !== 'string' || !CONSISTENCY.has(c as Consistency)) {
+    throw new InvalidRequest('consistency must be one of one, quorum, all', { parameter: 'consistency' });
+  }
+  return c as Consistency;
+}
+
+function etag(version: string): string {
+  return `"${version}"`;
+}
+
+export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { config, coordinator, view, metrics } = deps;
+
+  // Values are opaque bytes whatever their content type: never parse them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.maxValueBytes }, (_req, body, done) =>
+    done(null, body),
+  );
+
+  app.addHook('onResponse', async (req, reply) => {
+    const labels = {
+      route: req.routeOptions.url ?? 'unmatched',
+      method: req.method,
+      status: String(reply.statusCode),
+    };
+    metrics.requests.inc(labels);
+    metrics.latency.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  const replicasHeader = (reply: FastifyReply, ids: string[]) => reply.header('x-flexstore-replicas', ids.join(','));
+
+  app.get('/kv/*', async (req, reply) => {
+    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const res = await coordinator.get(key, consistencyOf(req, config.defaultConsistency));
+    replicasHeader(reply, res.replicas);
+    const rec = res.record;
+    if (!rec || rec.tombstone) throw new KeyNotFound(key);
+    return reply
+      .header('etag', etag(rec.version))
+      .header('content-type', rec.contentType)
+      .send(rec.value);
+  });
+
+  app.put('/kv/*', async (req, reply) => {
+    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const consistency = consistencyOf(req, config.defaultConsistency);
+    const body = req.body;
+    const value = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+    const contentType = req.headers['content-type'] || DEFAULT_CONTENT_TYPE;
+    const res = await coordinator.put(key, value, contentType, consistency);
+    replicasHeader(reply, res.replicas);
+    return reply
+      .code(201)
+      .header('etag', etag(res.version))
+      .send({ success: true, key, version: res.version });
+  });
+
+  app.delete('/kv/*', async (req, reply) => {
+    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const res = await coordinator.delete(key, consistencyOf(req, config.defaultConsistency));
+    if (!res) throw new KeyNotFound(key);
+    replicasHeader(reply, res.replicas);
+    return reply.header('etag', etag(res.version)).send({ success: true, key, version: res.version });
+  });
+  rejectOtherMethods(app, '/kv/*', ['GET', 'PUT', 'DELETE']);
+
+  app.get('/kv', async (req) => {
+    const q = req.query as Record<string, unknown>;
+    consistencyOf(req, config.defaultConsistency);
+    const prefix = stringParam(q, 'prefix', '');
+    const after = stringParam(q, 'after', '');
+    const limitRaw = stringParam(q, 'limit', '100');
+    const limit = Number(limitRaw);
+    if (!/^\d+$/.test(limitRaw) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`, { parameter: 'limit' });
+    }
+    return coordinator.list(prefix, after, limit);
+  });
+  // `/kv/` alone names no key.
+  rejectOtherMethods(app, '/kv', ['GET']);
+
+  app.get('/health', async (_req, reply) => {
+    const members = view.allMembers();
+    const up = members.filter((m) => m.state === 'up').length;
+    if (up === 0) {
+      throw new Unavailable(
+        view.hasView ? 'no KV server is up' : 'the gateway has no member view yet (registry unreachable)',
+        { members: members.length, up },
+      );
+    }
+    return reply.send({ status: 'ok', gateway: deps.gatewayId, members: members.length, up });
+  });
+  rejectOtherMethods(app, '/health', ['GET']);
+
+  app.get('/cluster', async () => {
+    const ownership = view.ownership();
+    const now = Date.now();
+    return {
+      gateway: deps.gatewayId,
+      registryUrl: config.registryUrl,
+      index: view.index,
+      replicationFactor: config.replicationFactor,
+      defaultConsistency: config.defaultConsistency,
+      vnodes: view.vnodeCount,
+      members: view.allMembers().map((m) => ({
+        id: m.id,
+        url: m.url,
+        state: m.state,
+        suspect: view.isSuspect(m.url, now),
+        lastHeartbeat: m.lastHeartbeat,
+        ownership: ownership[m.id] ?? 0,
+      })),
+    };
+  });
+  rejectOtherMethods(app, '/cluster', ['GET']);
+
+  app.get('/metrics', async (_req, reply) => {
+    const states = { up: 0, down: 0 };
+    for (const m of view.allMembers()) states[m.state]++;
+    for (const [state, n] of Object.entries(states)) metrics.members.set({ state }, n);
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  rejectOtherMethods(app, '/metrics', ['GET']);
+}
+
+function stringParam(q: Record<string, unknown>, name: string, fallback: string): string {
+  const v = q[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw new InvalidRequest(`${name} must be given once`, { parameter: name });
+  return v;
+}

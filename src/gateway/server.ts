@@ -1,0 +1,100 @@
+import { randomBytes } from 'node:crypto';
+import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
+import { HybridClock } from '../cluster/hlc.js';
+import { createHttpServer } from '../cluster/http-server.js';
+import { HttpReplicaTransport } from '../cluster/http-transport.js';
+import { MembershipWatcher } from '../cluster/registry-client.js';
+import type { MemberView, RunningServer } from '../cluster/types.js';
+import { defaultGatewayConfig, type GatewayConfig } from './config.js';
+import { ClusterView } from './cluster-view.js';
+import { Coordinator } from './coordinator.js';
+import { GatewayMetrics } from './metrics.js';
+import { registerRoutes } from './routes.js';
+
+export interface RunningGateway extends RunningServer {
+  id: string;
+}
+
+/**
+ * Starts a gateway. It serves as soon as it listens: while the registry is
+ * unreachable it keeps the last member view it had (or none, answering 503
+ * until it gets one), and learns changes through a blocking watch.
+ */
+export async function startGateway(overrides: Partial<GatewayConfig> = {}): Promise<RunningGateway> {
+  const config: GatewayConfig = { ...defaultGatewayConfig, ...overrides };
+  validate(config);
+  const gatewayId = config.gatewayId ?? `gw-${randomBytes(4).toString('hex')}`;
+
+  // The body limit is the value limit; a little room for the rest is not
+  // needed because only /kv PUT bodies are read.
+  const app = createHttpServer({
+    logLevel: config.logLevel,
+    bodyLimit: config.maxValueBytes,
+    component: 'gateway',
+    badUrlError: (url) =>
+      url.startsWith('/kv/')
+        ? new InvalidKey('key is not valid percent-encoded UTF-8')
+        : new InvalidRequest(`malformed URL: ${url}`),
+  });
+  const view = new ClusterView(config.vnodes);
+  const metrics = new GatewayMetrics();
+  const transport = new HttpReplicaTransport({ timeoutMs: config.replicaTimeoutMs });
+  const clock = new HybridClock(gatewayId);
+  const coordinator = new Coordinator(view, transport, clock, metrics, {
+    replicationFactor: config.replicationFactor,
+    log: app.log,
+  });
+  registerRoutes(app, { config, gatewayId, view, coordinator, metrics });
+
+  const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log });
+  watcher.on('change', (v: MemberView) => {
+    const before = view.index;
+    view.update(v);
+    app.log.info(
+      { index: v.index, previous: before, members: v.members.map((m) => `${m.id}=${m.state}`) },
+      'member view changed',
+    );
+  });
+  await watcher.start();
+  if (watcher.view) view.update(watcher.view);
+
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (err) {
+    await watcher.stop();
+    await transport.close();
+    throw err;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  const url = `http://${wildcard(config.host) ? '127.0.0.1' : config.host}:${port}`;
+  app.log.info({ url, gatewayId, registryUrl: config.registryUrl, n: config.replicationFactor }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    id: gatewayId,
+    url,
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        await watcher.stop();
+        await app.close();
+        await transport.close();
+      })()),
+  };
+}
+
+function wildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+function validate(c: GatewayConfig): void {
+  const problems: string[] = [];
+  if (!Number.isInteger(c.replicationFactor) || c.replicationFactor < 1) problems.push('replicationFactor must be ≥ 1');
+  if (!Number.isInteger(c.maxKeyBytes) || c.maxKeyBytes < 1) problems.push('maxKeyBytes must be ≥ 1');
+  if (!Number.isInteger(c.maxValueBytes) || c.maxValueBytes < 0) problems.push('maxValueBytes must be ≥ 0');
+  if (!(c.replicaTimeoutMs > 0)) problems.push('replicaTimeoutMs must be > 0');
+  if (!Number.isInteger(c.vnodes) || c.vnodes < 1) problems.push('vnodes must be ≥ 1');
+  if (!['one', 'quorum', 'all'].includes(c.defaultConsistency)) problems.push('defaultConsistency must be one, quorum or all');
+  if (problems.length) throw new Error(`invalid gateway config: ${problems.join('; ')}`);
+}

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MEMBER_ID_PATTERN, MemberTable, deriveMemberId } from './members.js';
+
+const T0 = 1_700_000_000_000;
+
+function recordingLog() {
+  const warnings: Array<{ obj: object; msg?: string }> = [];
+  return { warnings, log: { info() {}, warn: (obj: object, msg?: string) => warnings.push({ obj, msg }) } };
+}
+
+describe('deriveMemberId', () => {
+  it('makes a readable id from the url', () => {
+    assert.equal(deriveMemberId('http://127.0.0.1:8001'), 'http___127_0_0_1_8001');
+    assert.equal(deriveMemberId('https://kv-1.local:9000'), 'https___kv-1_local_9000');
+  });
+
+  it('keeps long urls within the id rule and apart from each other', () => {
+    const a = deriveMemberId(`http://${'a'.repeat(100)}.example:1`);
+    const b = deriveMemberId(`http://${'a'.repeat(100)}.example:2`);
+    assert.match(a, MEMBER_ID_PATTERN);
+    assert.match(b, MEMBER_ID_PATTERN);
+    assert.notEqual(a, b);
+    assert.equal(a.length, 64);
+  });
+});
+
+describe('MemberTable', () => {
+  it('a join bumps the index; a plain heartbeat does not', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    assert.equal(t.index, 0);
+    const r1 = t.register({ url: 'http://h:1', id: 'a' }, T0);
+    assert.deepEqual([r1.changed, r1.membershipChanged], [true, true]);
+    assert.equal(t.index, 1);
+    const r2 = t.register({ url: 'http://h:1', id: 'a' }, T0 + 500);
+    assert.deepEqual([r2.changed, r2.membershipChanged], [false, false]);
+    assert.equal(t.index, 1);
+    assert.equal(t.view().members[0]!.lastHeartbeat, T0 + 500);
+    assert.equal(t.view().members[0]!.registeredAt, T0);
+  });
+
+  it('derives the id from the url when none is given', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    const r = t.register({ url: 'http://127.0.0.1:8001' }, T0);
+    assert.equal(r.member.id, 'http___127_0_0_1_8001');
+  });
+
+  it('sweep marks silent members down once; a heartbeat brings them up', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    t.register({ url: 'http://h:1', id: 'a' }, T0);
+    t.register({ url: 'http://h:2', id: 'b' }, T0);
+    const before = t.index;
+    assert.deepEqual(t.sweep(T0 + 1000), [], 'exactly downAfterMs old is still up');
+    assert.deepEqual(t.sweep(T0 + 1001).sort(), ['a', 'b']);
+    assert.equal(t.index, before + 1, 'one bump per sweep');
+    assert.deepEqual(t.sweep(T0 + 5000), []);
+    assert.equal(t.index, before + 1);
+    assert.deepEqual(t.view().nodes, []);
+
+    const r = t.register({ url: 'http://h:2', id: 'b' }, T0 + 6000);
+    assert.equal(r.changed, true);
+    assert.equal(r.membershipChanged, false);
+    assert.equal(t.index, before + 2);
+    assert.deepEqual(t.view().nodes, ['http://h:2']);
+  });
+
+  it('a new id with a known url replaces the old member and warns', () => {
+    const { log, warnings } = recordingLog();
+    const t = new MemberTable({ downAfterMs: 1000, log });
+    t.register({ url: 'http://h:1', id: 'old' }, T0);
+    const r = t.register({ url: 'http://h:1', id: 'new' }, T0 + 1);
+    assert.equal(r.replacedId, 'old');
+    assert.equal(r.membershipChanged, true);
+    assert.deepEqual(t.view().members.map((m) => m.id), ['new']);
+    assert.equal(warnings.length, 1);
+  });
+
+  it('the same id with a new url updates the url', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    t.register({ url: 'http://h:1', id: 'a' }, T0);
+    const r = t.register({ url: 'http://h:9', id: 'a' }, T0 + 1);
+    assert.equal(r.membershipChanged, true);
+    assert.equal(t.index, 2);
+    assert.deepEqual(t.view().nodes, ['http://h:9']);
+    assert.equal(t.size, 1);
+  });
+
+  it('views are sorted by id, not arrival', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    for (const id of ['c', 'a', 'b']) t.register({ url: `http://${id}:1`, id }, T0);
+    const v = t.view();
+    assert.deepEqual(v.members.map((m) => m.id), ['a', 'b', 'c']);
+    assert.deepEqual(v.nodes, ['http://a:1', 'http://b:1', 'http://c:1']);
+    assert.deepEqual(t.records().map((m) => m.id), ['a', 'b', 'c']);
+  });
+
+  it('remove by id or url; a mismatched pair finds nothing', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    t.register({ url: 'http://h:1', id: 'a' }, T0);
+    t.register({ url: 'http://h:2', id: 'b' }, T0);
+    assert.equal(t.remove({ id: 'a', url: 'http://h:2' }), undefined);
+    assert.equal(t.remove({ url: 'http://h:2' })?.id, 'b');
+    assert.equal(t.remove({ id: 'a' })?.url, 'http://h:1');
+    assert.equal(t.remove({ id: 'a' }), undefined);
+    assert.equal(t.size, 0);
+    assert.equal(t.index, 4);
+  });
+
+  it('load starts every member down and resumes past the persisted index', () => {
+    const t = new MemberTable({ downAfterMs: 1000 });
+    t.load([{ id: 'a', url: 'http://h:1', registeredAt: 1, lastHeartbeat: 2 }], 41);
+    assert.equal(t.index, 42);
+    assert.equal(t.view().members[0]!.state, 'down');
+    assert.equal(t.view().members[0]!.lastHeartbeat, 2);
+    t.register({ url: 'http://h:1', id: 'a' }, T0);
+    assert.equal(t.index, 43);
+    assert.equal(t.upCount, 1);
+  });
+
+  describe('waitForChange', () => {
+    it('resolves at once when the index is already past', async () => {
+      const t = new MemberTable({ downAfterMs: 1000 });
+      t.register({ url: 'http://h:1', id: 'a' }, T0);
+      await t.waitForChange(0, 60_000);
+      assert.equal(t.waiting, 0);
+    });
+
+    it('wakes on a change, not on a plain heartbeat', async () => {
+      const t = new MemberTable({ downAfterMs: 1000 });
+      t.register({ url: 'http://h:1', id: 'a' }, T0);
+      let woke = false;
+      const p = t.waitForChange(1, 60_000).then(() => (woke = true));
+      t.register({ url: 'http://h:1', id: 'a' }, T0 + 1);
+      await Promise.resolve();
+      assert.equal(woke, false);
+      assert.equal(t.waiting, 1);
+      t.register({ url: 'http://h:2', id: 'b' }, T0 + 2);
+      await p;
+      assert.equal(t.waiting, 0);
+    });
+
+    it('resolves after the timeout', async () => {
+      const t = new MemberTable({ downAfterMs: 1000 });
+      const start = Date.now();
+      await t.waitForChange(0, 50);
+      assert.ok(Date.now() - start >= 45);
+      assert.equal(t.waiting, 0);
+    });
+
+    it('resolves on abort and on close', async () => {
+      const t = new MemberTable({ downAfterMs: 1000 });
+      const ac = new AbortController();
+      const aborted = t.waitForChange(0, 60_000, ac.signal);
+      const released = t.waitForChange(0, 60_000);
+      assert.equal(t.waiting, 2);
+      ac.abort();
+      await aborted;
+      t.close();
+      await released;
+      assert.equal(t.waiting, 0);
+      await t.waitForChange(0, 60_000);
+    });
+  });
+});

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { request } from 'undici';
+import { createHttpServer } from '../cluster/http-server.js';
+import { MemberTable } from './members.js';
+import { registerRegistryRoutes } from './routes.js';
+import { startRegistry } from './server.js';
+
+function makeApp(opts: { persist?: () => Promise<void> } = {}) {
+  const app = createHttpServer({ logLevel: 'silent', bodyLimit: 64 * 1024, component: 'registry-test' });
+  const table = new MemberTable({ downAfterMs: 1000 });
+  let persisted = 0;
+  const persist = opts.persist ?? (async () => void persisted++);
+  registerRegistryRoutes(app, { table, config: { maxWaitSeconds: 5 }, persist });
+  after(() => app.close());
+  return { app, table, persisted: () => persisted };
+}
+
+const post = (url: string, payload: unknown) => ({ method: 'POST' as const, url, payload: payload as object });
+
+describe('registry routes', () => {
+  it('register answers with id, url and index and persists the join', async () => {
+    const { app, persisted } = makeApp();
+    const res = await app.inject(post('/register', { node_url: 'http://127.0.0.1:8001/', id: 'kv-1' }));
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { success: true, id: 'kv-1', node_url: 'http://127.0.0.1:8001', index: 1 });
+    assert.equal(res.headers['x-flexstore-index'], '1');
+    assert.equal(persisted(), 1);
+    const beat = await app.inject(post('/heartbeat', { node_url: 'http://127.0.0.1:8001', id: 'kv-1' }));
+    assert.equal(beat.json().index, 1);
+    assert.equal(persisted(), 1, 'a plain heartbeat writes nothing');
+  });
+
+  it('register without id derives one from the url', async () => {
+    const { app } = makeApp();
+    const res = await app.inject(post('/register', { node_url: 'http://127.0.0.1:8001' }));
+    assert.equal(res.json().id, 'http___127_0_0_1_8001');
+  });
+
+  it('accepts JSON labelled as something else (curl -d)', async () => {
+    const { app } = makeApp();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/register',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: '{"node_url":"http://h:1","id":"a"}',
+    });
+    assert.equal(res.statusCode, 200);
+  });
+
+  const bad: Array<[string, { payload: string; type?: string }]> = [
+    ['malformed JSON', { payload: '{"node_url":' }],
+    ['malformed JSON with another type', { payload: '{"node_url":', type: 'text/plain' }],
+    ['empty body', { payload: '' }],
+    ['an array', { payload: '[]' }],
+    ['a string', { payload: '"http://h:1"' }],
+    ['missing node_url', { payload: '{"id":"a"}' }],
+    ['node_url not a string', { payload: '{"node_url":5}' }],
+    ['node_url not a url', { payload: '{"node_url":"h:1:2"}' }],
+    ['node_url not http', { payload: '{"node_url":"ftp://h:1"}' }],
+    ['id with a bad character', { payload: '{"node_url":"http://h:1","id":"a/b"}' }],
+    ['id too long', { payload: JSON.stringify({ node_url: 'http://h:1', id: 'x'.repeat(65) }) }],
+    ['id not a string', { payload: '{"node_url":"http://h:1","id":7}' }],
+  ];
+  for (const [name, { payload, type }] of bad) {
+    it(`register rejects ${name} with 400`, async () => {
+      const { app, table } = makeApp();
+      const res = await app.inject({
+        method: 'POST',
+        url: '/register',
+        headers: { 'content-type': type ?? 'application/json' },
+        payload,
+      });
+      assert.equal(res.statusCode, 400, res.body);
+      const body = res.json();
+      assert.equal(body.success, false);
+      assert.equal(body.code, 'INVALID_REQUEST');
+      assert.equal(typeof body.error, 'string');
+      assert.equal(table.size, 0);
+    });
+  }
+
+  it('GET /nodes lists up urls and all members sorted by id', async () => {
+    const { app, table } = makeApp();
+    await app.inject(post('/register', { node_url: 'http://h:2', id: 'b' }));
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    await app.inject(post('/register', { node_url: 'http://h:3', id: 'c' }));
+    table.register({ url: 'http://h:3', id: 'c' }, 0);
+    table.sweep(Date.now() + 2000);
+    table.register({ url: 'http://h:1', id: 'a' }, Date.now());
+    table.register({ url: 'http://h:2', id: 'b' }, Date.now());
+    const res = await app.inject({ method: 'GET', url: '/nodes' });
+    const body = res.json();
+    assert.deepEqual(body.nodes, ['http://h:1', 'http://h:2']);
+    assert.deepEqual(body.members.map((m: { id: string; state: string }) => [m.id, m.state]), [
+      ['a', 'up'],
+      ['b', 'up'],
+      ['c', 'down'],
+    ]);
+    assert.equal(body.index, table.index);
+    assert.equal(res.headers['x-flexstore-index'], String(table.index));
+  });
+
+  it('GET /nodes?index blocks until the index changes', async () => {
+    const { app, table } = makeApp();
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    let answered = false;
+    const pending = app.inject({ method: 'GET', url: '/nodes?index=1&wait=5' }).then((r) => {
+      answered = true;
+      return r;
+    });
+    const deadline = Date.now() + 2000;
+    while (table.waiting === 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    assert.equal(table.waiting, 1);
+    assert.equal(answered, false);
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    assert.equal(answered, false, 'a plain heartbeat does not wake watchers');
+    const start = Date.now();
+    await app.inject(post('/register', { node_url: 'http://h:2', id: 'b' }));
+    const res = await pending;
+    assert.ok(Date.now() - start < 500);
+    assert.equal(res.json().index, 2);
+    assert.deepEqual(res.json().nodes, ['http://h:1', 'http://h:2']);
+  });
+
+  it('GET /nodes?index answers at once when the index is behind or ahead', async () => {
+    const { app } = makeApp();
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    for (const index of [0, 99]) {
+      const start = Date.now();
+      const res = await app.inject({ method: 'GET', url: `/nodes?index=${index}&wait=5` });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.json().index, 1);
+      assert.ok(Date.now() - start < 500);
+    }
+  });
+
+  it('GET /nodes?index times out after wait and returns the current view', async () => {
+    const { app } = makeApp();
+    const start = Date.now();
+    const res = await app.inject({ method: 'GET', url: '/nodes?index=0&wait=0.2' });
+    assert.ok(Date.now() - start >= 190);
+    assert.equal(res.json().index, 0);
+  });
+
+  for (const qs of ['index=-1', 'index=1.5', 'index=abc', 'index=1&wait=-1', 'index=1&wait=x', 'index=1&index=2']) {
+    it(`GET /nodes?${qs} is 400`, async () => {
+      const { app } = makeApp();
+      const res = await app.inject({ method: 'GET', url: `/nodes?${qs}` });
+      assert.equal(res.statusCode, 400);
+      assert.equal(res.json().code, 'INVALID_REQUEST');
+    });
+  }
+
+  it('deregister by url or id (DELETE or POST); unknown is 404', async () => {
+    const { app, table, persisted } = makeApp();
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    await app.inject(post('/register', { node_url: 'http://h:2', id: 'b' }));
+    const byUrl = await app.inject({ method: 'DELETE', url: '/deregister', payload: { node_url: 'http://h:1' } });
+    assert.equal(byUrl.statusCode, 200);
+    assert.deepEqual(byUrl.json(), { success: true, id: 'a', index: 3 });
+    const byId = await app.inject(post('/deregister', { id: 'b' }));
+    assert.deepEqual(byId.json(), { success: true, id: 'b', index: 4 });
+    assert.equal(table.size, 0);
+    assert.equal(persisted(), 4);
+    const missing = await app.inject({ method: 'DELETE', url: '/deregister', payload: { id: 'b' } });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().code, 'NOT_FOUND');
+    const neither = await app.inject(post('/deregister', {}));
+    assert.equal(neither.statusCode, 400);
+  });
+
+  it('deregister reports a failed write as 500', async () => {
+    const { app } = makeApp({ persist: async () => Promise.reject(new Error('disk full')) });
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    const res = await app.inject(post('/deregister', { id: 'a' }));
+    assert.equal(res.statusCode, 500);
+    assert.equal(res.json().code, 'INTERNAL');
+  });
+
+  it('GET /health counts members', async () => {
+    const { app } = makeApp();
+    await app.inject(post('/register', { node_url: 'http://h:1', id: 'a' }));
+    const res = await app.inject({ method: 'GET', url: '/health' });
+    assert.deepEqual(res.json(), { status: 'ok', members: 1, up: 1, index: 1 });
+  });
+
+  for (const [method, url] of [
+    ['GET', '/register'],
+    ['PUT', '/heartbeat'],
+    ['GET', '/deregister'],
+    ['POST', '/nodes'],
+    ['DELETE', '/health'],
+  ] as const) {
+    it(`${method} ${url} is 405`, async () => {
+      const { app } = makeApp();
+      const res = await app.inject({ method, url });
+      assert.equal(res.statusCode, 405);
+      assert.equal(res.json().code, 'METHOD_NOT_ALLOWED');
+      assert.ok(res.headers.allow);
+    });
+  }
+});
+
+describe('startRegistry', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+  const tempDir = async () => {
+    const d = await mkdtemp(join(tmpdir(), 'flexstore-registry-'));
+    dirs.push(d);
+    return d;
+  };
+
+  it('persists members, reloads them down, and close answers blocked watches', async () => {
+    const dataDir = await tempDir();
+    const reg = await startRegistry({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    after(() => reg.close());
+    assert.equal(reg.url, `http://127.0.0.1:${reg.port}`);
+    const res = await request(`${reg.url}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ node_url: 'http://h:1', id: 'a' }),
+    });
+    const { index } = (await res.body.json()) as { index: number };
+
+    const watch = request(`${reg.url}/nodes?index=${index}&wait=30`);
+    const deadline = Date.now() + 2000;
+    let file = '';
+    while (Date.now() < deadline) {
+      file = await readFile(join(dataDir, 'members.json'), 'utf8').catch(() => '');
+      if (file.includes('"a"')) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.match(file, /"id": "a"/);
+    // A request answered after the watch was sent means the server has read the watch too.
+    await (await request(`${reg.url}/health`)).body.dump();
+    const start = Date.now();
+    await reg.close();
+    await reg.close();
+    const answer = await watch;
+    assert.equal(answer.statusCode, 200);
+    await answer.body.dump();
+    assert.ok(Date.now() - start < 1500);
+
+    const again = await startRegistry({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
+    after(() => again.close());
+    const view = (await (await request(`${again.url}/nodes`)).body.json()) as {
+      members: Array<{ id: string; state: string }>;
+      nodes: string[];
+      index: number;
+    };
+    assert.deepEqual(view.members.map((m) => [m.id, m.state]), [['a', 'down']]);
+    assert.deepEqual(view.nodes, []);
+    assert.ok(view.index > index);
+  });
+
+  it('a corrupt member file fails start-up', async () => {
+    const dataDir = await tempDir();
+    await writeFile(join(dataDir, 'members.json'), 'not json');
+    await assert.rejects(startRegistry({ port: 0, dataDir, logLevel: 'silent' }), /members\.json is corrupt/);
+  });
+
+  it('an invalid config fails start-up', async () => {
+    await assert.rejects(startRegistry({ port: -1, dataDir: await tempDir(), logLevel: 'silent' }), /invalid registry config: port/);
+  });
+});

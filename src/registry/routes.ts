@@ -1,0 +1,196 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InternalError, InvalidRequest, RouteNotFound } from '../cluster/errors.js';
+import { rejectOtherMethods } from '../cluster/http-server.js';
+import type { MemberView } from '../cluster/types.js';
+import type { RegistryConfig } from './config.js';
+import { MEMBER_ID_PATTERN, type MemberTable } from './members.js';
+
+/**
+ * The registry's HTTP API.
+ *
+ *   POST /register, POST /heartbeat   {"node_url", "id"?} → {"success", "id", "node_url", "index"}
+ *   GET  /nodes[?index=n&wait=s]      → MemberView; blocks while index <= n, up to wait seconds
+ *   DELETE|POST /deregister           {"node_url"} or {"id"} → {"success", "id", "index"}
+ *   GET  /health                      → {"status", "members", "up", "index"}
+ *
+ * Every answer carries X-FlexStore-Index, the table's index after the request.
+ */
+
+export const INDEX_HEADER = 'x-flexstore-index';
+
+export interface RegistryRouteDeps {
+  table: MemberTable;
+  config: Pick<RegistryConfig, 'maxWaitSeconds'>;
+  /**
+   * Writes the current member list to disk. Called without awaiting on joins
+   * (a lost join is re-taught by the next heartbeat) and awaited on
+   * deregistration (a lost removal would bring a decommissioned member back).
+   */
+  persist(): Promise<void>;
+}
+
+export interface RegistryRoutes {
+  /** Resolves when every blocked GET /nodes has sent its answer. */
+  watchesSettled(): Promise<void>;
+}
+
+export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): RegistryRoutes {
+  const { table } = deps;
+  const openWatches = new Set<Promise<void>>();
+
+  // `curl -d` sends form-urlencoded by default; every body here is JSON, whatever it is labelled.
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, body === '' ? undefined : JSON.parse(body as string));
+    } catch (err) {
+      done(new InvalidRequest('request body is not valid JSON', {}, { cause: err }), undefined);
+    }
+  });
+
+  const register = async (req: FastifyRequest, reply: FastifyReply) => {
+    const body = bodyObject(req.body);
+    const url = nodeUrl(body.node_url, true)!;
+    const id = memberId(body.id);
+    const result = table.register(id === undefined ? { url } : { url, id }, Date.now());
+    if (result.membershipChanged) {
+      deps.persist().catch((err: unknown) => req.log.error({ err }, 'could not write the member file'));
+    }
+    reply.header(INDEX_HEADER, String(table.index));
+    return { success: true, id: result.member.id, node_url: result.member.url, index: table.index };
+  };
+  app.post('/register', register);
+  app.post('/heartbeat', register);
+
+  const deregister = async (req: FastifyRequest, reply: FastifyReply) => {
+    const body = bodyObject(req.body);
+    const url = nodeUrl(body.node_url, false);
+    const id = memberId(body.id);
+    if (url === undefined && id === undefined) throw new InvalidRequest('give "node_url" or "id" of the member to remove');
+    const q = { ...(id !== undefined && { id }), ...(url !== undefined && { url }) };
+    const removed = table.remove(q);
+    if (!removed) {
+      const what = [id !== undefined && `id ${JSON.stringify(id)}`, url !== undefined && `node_url ${url}`]
+        .filter(Boolean)
+        .join(' and ');
+      throw new RouteNotFound(`no member with ${what}`, q);
+    }
+    reply.header(INDEX_HEADER, String(table.index));
+    try {
+      await deps.persist();
+    } catch (err) {
+      // The removal is in effect until the registry restarts, and then it is lost.
+      throw new InternalError(
+        `member ${removed.id} was removed but the member file could not be written; retry the deregistration`,
+        { id: removed.id },
+        { cause: err },
+      );
+    }
+    return { success: true, id: removed.id, index: table.index };
+  };
+  app.delete('/deregister', deregister);
+  app.post('/deregister', deregister);
+
+  app.get('/nodes', async (req, reply) => {
+    const { index, waitSeconds } = watchQuery(req.query, deps.config.maxWaitSeconds);
+    // An index above the current one was issued by an earlier incarnation of
+    // the registry; answer at once so the watcher resyncs instead of waiting
+    // for a number this incarnation may never reach.
+    if (index !== undefined && index === table.index && waitSeconds > 0) {
+      const ac = new AbortController();
+      const onClose = (): void => ac.abort();
+      reply.raw.once('close', onClose);
+      // 'finish' once the answer is handed to the socket, 'close' if the client left first.
+      const settled = new Promise<void>((resolve) => {
+        reply.raw.once('finish', resolve);
+        reply.raw.once('close', resolve);
+      });
+      openWatches.add(settled);
+      void settled.then(() => openWatches.delete(settled));
+      try {
+        await table.waitForChange(index, waitSeconds * 1000, ac.signal);
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+    }
+    const view: MemberView = table.view();
+    reply.header(INDEX_HEADER, String(view.index));
+    return view;
+  });
+
+  app.get('/health', async (_req, reply) => {
+    reply.header(INDEX_HEADER, String(table.index));
+    return { status: 'ok', members: table.size, up: table.upCount, index: table.index };
+  });
+
+  rejectOtherMethods(app, '/register', ['POST']);
+  rejectOtherMethods(app, '/heartbeat', ['POST']);
+  rejectOtherMethods(app, '/deregister', ['DELETE', 'POST']);
+  rejectOtherMethods(app, '/nodes', ['GET']);
+  rejectOtherMethods(app, '/health', ['GET']);
+
+  return {
+    async watchesSettled() {
+      await Promise.all([...openWatches]);
+    },
+  };
+}
+
+function bodyObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidRequest('request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+/**
+ * Validates node_url and strips trailing slashes, so that http://h:1/ and
+ * http://h:1 are one member. The rest is kept as sent: it is the address the
+ * KV server chose to be reached at.
+ */
+function nodeUrl(value: unknown, required: boolean): string | undefined {
+  if (value === undefined && !required) return undefined;
+  if (typeof value !== 'string' || value === '') throw new InvalidRequest('"node_url" must be an http(s) URL string');
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch (err) {
+    throw new InvalidRequest(`"node_url" is not a URL: ${JSON.stringify(value)}`, {}, { cause: err });
+  }
+  if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
+    throw new InvalidRequest(`"node_url" must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+function memberId(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !MEMBER_ID_PATTERN.test(value)) {
+    throw new InvalidRequest('"id" must be 1 to 64 characters from [A-Za-z0-9_-]');
+  }
+  return value;
+}
+
+/**
+ * index: a non-negative integer; wait: non-negative seconds, capped at
+ * maxWaitSeconds and defaulting to it when only index is given. Without index
+ * there is nothing to wait for and the answer is immediate.
+ */
+function watchQuery(query: unknown, maxWaitSeconds: number): { index?: number; waitSeconds: number } {
+  const q = (query ?? {}) as Record<string, unknown>;
+  const index = q.index === undefined ? undefined : parseIndex(q.index);
+  let waitSeconds = maxWaitSeconds;
+  if (q.wait !== undefined) {
+    if (typeof q.wait !== 'string' || !/^\d+(\.\d+)?$/.test(q.wait)) {
+      throw new InvalidRequest('"wait" must be a non-negative number of seconds');
+    }
+    waitSeconds = Math.min(Number(q.wait), maxWaitSeconds);
+  }
+  return index === undefined ? { waitSeconds: 0 } : { index, waitSeconds };
+}
+
+function parseIndex(v: unknown): number {
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
+    throw new InvalidRequest('"index" must be a non-negative integer');
+  }
+  return Number(v);
+}

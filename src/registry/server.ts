@@ -1,0 +1,90 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import { createHttpServer } from '../cluster/http-server.js';
+import type { RunningServer } from '../cluster/types.js';
+import { defaultRegistryConfig, type RegistryConfig } from './config.js';
+import { MemberTable } from './members.js';
+import { registerRegistryRoutes } from './routes.js';
+import { MemberStore } from './store.js';
+
+/** Registry bodies are one small JSON object; anything larger is a mistake. */
+const BODY_LIMIT = 64 * 1024;
+/** How long close() lets released watches write their answers before cutting connections. */
+const WATCH_DRAIN_MS = 1000;
+
+/**
+ * Starts the service registry: loads the member list from
+ * `<dataDir>/members.json` (every loaded member starts `down` until it
+ * heartbeats), sweeps liveness every sweepIntervalMs, and serves the HTTP API
+ * of routes.ts. Fails fast on an invalid config or a corrupt member file.
+ */
+export async function startRegistry(config: Partial<RegistryConfig> = {}): Promise<RunningServer> {
+  const cfg: RegistryConfig = { ...defaultRegistryConfig, ...config };
+  validateConfig(cfg);
+  await mkdir(cfg.dataDir, { recursive: true });
+
+  const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry' });
+  const store = new MemberStore(cfg.dataDir);
+  const persisted = await store.load();
+  const table = new MemberTable({ downAfterMs: cfg.downAfterMs, log: app.log });
+  if (persisted) {
+    table.load(persisted.members, persisted.index);
+    app.log.info({ members: persisted.members.length, file: store.file }, 'loaded the member list; all members down until they heartbeat');
+  }
+
+  const persist = (): Promise<void> => store.save({ index: table.index, members: table.records() });
+  const routes = registerRegistryRoutes(app, { table, config: cfg, persist });
+
+  const sweeper = setInterval(() => table.sweep(Date.now()), cfg.sweepIntervalMs);
+  sweeper.unref();
+
+  try {
+    await app.listen({ port: cfg.port, host: cfg.host });
+  } catch (err) {
+    clearInterval(sweeper);
+    table.close();
+    await app.close();
+    throw err;
+  }
+  const port = (app.server.address() as AddressInfo).port;
+  const url = `http://${urlHost(cfg.host)}:${port}`;
+  app.log.info({ url, dataDir: cfg.dataDir, members: table.size }, 'registry listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      clearInterval(sweeper);
+      // Blocked watchers get the current view rather than a reset connection.
+      table.close();
+      await Promise.race([routes.watchesSettled(), delay(WATCH_DRAIN_MS, undefined, { ref: false })]);
+      await app.close();
+      try {
+        await store.flush();
+      } catch (err) {
+        app.log.error({ err }, 'could not write the member file while closing');
+      }
+    })();
+    return closing;
+  };
+
+  return { url, port, close };
+}
+
+function validateConfig(cfg: RegistryConfig): void {
+  const fail = (field: string, why: string): never => {
+    throw new Error(`invalid registry config: ${field} ${why} (got ${JSON.stringify(cfg[field as keyof RegistryConfig])})`);
+  };
+  if (!Number.isInteger(cfg.port) || cfg.port < 0 || cfg.port > 65535) fail('port', 'must be an integer 0..65535');
+  if (typeof cfg.host !== 'string' || cfg.host === '') fail('host', 'must be a non-empty string');
+  if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') fail('dataDir', 'must be a non-empty path');
+  if (!(cfg.downAfterMs > 0)) fail('downAfterMs', 'must be > 0');
+  if (!(cfg.sweepIntervalMs > 0)) fail('sweepIntervalMs', 'must be > 0');
+  if (!(cfg.maxWaitSeconds >= 0)) fail('maxWaitSeconds', 'must be >= 0');
+}
+
+/** A wildcard bind is reached through loopback; an IPv6 literal needs brackets in a URL. */
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

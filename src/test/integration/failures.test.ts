@@ -1,0 +1,152 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { TestCluster, http, kvUrl, waitFor } from '../support/cluster.js';
+
+async function putAll(gw: string, entries: Array<[string, string]>, query = ''): Promise<void> {
+  for (let i = 0; i < entries.length; i += 32) {
+    const batch = entries.slice(i, i + 32);
+    const results = await Promise.all(batch.map(([k, v]) => http('PUT', kvUrl(gw, k, query), { body: v })));
+    results.forEach((r, j) => assert.equal(r.status, 201, `${batch[j]![0]}: ${r.text}`));
+  }
+}
+
+async function assertAllRead(gw: string, entries: Array<[string, string]>, query = ''): Promise<void> {
+  for (let i = 0; i < entries.length; i += 32) {
+    const batch = entries.slice(i, i + 32);
+    const results = await Promise.all(batch.map(([k]) => http('GET', kvUrl(gw, k, query))));
+    results.forEach((r, j) => {
+      assert.equal(r.status, 200, `${batch[j]![0]}: ${r.text}`);
+      assert.equal(r.text, batch[j]![1]);
+    });
+  }
+}
+
+const entries = (prefix: string, n: number): Array<[string, string]> =>
+  Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `${prefix}-value-${i}`]);
+
+describe('failures', () => {
+  const clusters: TestCluster[] = [];
+  after(async () => {
+    await Promise.all(clusters.map((c) => c.stop()));
+  });
+
+  test('kill -9 of any one KV server: acknowledged keys still read, writes go on, it comes back', async () => {
+    const c = await TestCluster.start();
+    clusters.push(c);
+    const gw = c.gatewayUrl;
+    const before = entries('one-down', 150);
+    await putAll(gw, before);
+
+    for (let i = 0; i < 3; i++) {
+      await c.killKv(i);
+      await assertAllRead(gw, before);
+      const during = entries(`while-${i}-down`, 40);
+      await putAll(gw, during);
+      await assertAllRead(gw, during);
+
+      await c.waitForState(i, 'down');
+      await c.startKv(i);
+      await c.waitForState(i, 'up');
+      await c.waitForUp(3);
+      // It serves again: reads that need all three replicas succeed.
+      const all = await http('GET', kvUrl(gw, before[0]![0], 'consistency=all'));
+      assert.equal(all.status, 200, all.text);
+      assert.equal(all.text, before[0]![1]);
+      assert.equal((await http('GET', `${c.kvUrl(i)}/health-check`)).status, 200);
+    }
+  });
+
+  test('kill -9 of all KV servers mid-stream loses no acknowledged write', async () => {
+    const c = await TestCluster.start();
+    clusters.push(c);
+    const gw = c.gatewayUrl;
+    const acked: Array<[string, string]> = [];
+    let stop = false;
+    let n = 0;
+    const writer = async () => {
+      while (!stop) {
+        const k = `crash/${n++}`;
+        const v = `v-${k}`;
+        try {
+          const res = await http('PUT', kvUrl(gw, k), { body: v, timeoutMs: 5000 });
+          if (res.status === 201) acked.push([k, v]);
+        } catch {
+          // The gateway may see its replicas vanish mid-request: not acknowledged.
+        }
+      }
+    };
+    const writers = Array.from({ length: 8 }, writer);
+    await waitFor('200 acknowledged writes', () => acked.length >= 200, { timeoutMs: 30_000 });
+    await Promise.all([0, 1, 2].map((i) => c.killKv(i)));
+    stop = true;
+    await Promise.all(writers);
+    const ackedAtKill = acked.length;
+
+    for (let i = 0; i < 3; i++) await c.startKv(i);
+    await c.waitForUp(3);
+    await assertAllRead(gw, acked);
+    assert.ok(ackedAtKill >= 200);
+  });
+
+  test('registry killed: data path goes on; restarted, it lists every member again', async () => {
+    const c = await TestCluster.start();
+    clusters.push(c);
+    const gw = c.gatewayUrl;
+    const before = entries('reg', 50);
+    await putAll(gw, before);
+
+    await c.registry.kill();
+    const during = entries('reg-down', 50);
+    await putAll(gw, during);
+    await assertAllRead(gw, [...before, ...during]);
+    // A gateway started while the registry is away still answers (503 until it has a view).
+    await c.startRegistry();
+    await waitFor('registry lists all members up', async () => {
+      const res = await http('GET', `${c.registryUrl}/nodes`);
+      return res.json?.nodes?.length === 3;
+    }, { timeoutMs: 10_000 });
+    await c.waitForUp(3);
+    await assertAllRead(gw, [...before, ...during]);
+  });
+
+  test('a second and a restarted gateway find every key', async () => {
+    const c = await TestCluster.start();
+    clusters.push(c);
+    const data = entries('gw', 100);
+    await putAll(c.gatewayUrl, data);
+
+    const second = await c.addGateway();
+    await c.waitForUp(3, second);
+    await assertAllRead(second, data, 'consistency=one');
+
+    await c.gateways[0]!.proc.kill();
+    const again = await c.addGateway();
+    await c.waitForUp(3, again);
+    await assertAllRead(again, data);
+    const fromSecond = entries('gw2', 20);
+    await putAll(second, fromSecond);
+    await assertAllRead(again, fromSecond);
+  });
+
+  test('quorum cannot be met: 503 that says how many answered, nothing claimed', async () => {
+    const c = await TestCluster.start();
+    clusters.push(c);
+    const gw = c.gatewayUrl;
+    await putAll(gw, [['q/1', 'one']]);
+    await c.killKv(0);
+    await c.killKv(1);
+    const put = await http('PUT', kvUrl(gw, 'q/2'), { body: 'two' });
+    assert.equal(put.status, 503, put.text);
+    assert.equal(put.json.success, false);
+    assert.equal(put.json.code, 'QUORUM_NOT_MET');
+    assert.equal(put.json.required, 2);
+    assert.equal(put.json.answered, 1);
+    const get = await http('GET', kvUrl(gw, 'q/1'));
+    assert.equal(get.status, 503);
+    assert.equal(get.json.answered, 1);
+    // One replica is enough when the client asks for it.
+    const one = await http('GET', kvUrl(gw, 'q/1', 'consistency=one'));
+    assert.equal(one.status, 200);
+    assert.equal(one.text, 'one');
+  });
+});

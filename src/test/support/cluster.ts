@@ -1,0 +1,209 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { request } from 'undici';
+import { FlexProcess, freePort, waitFor } from './process.js';
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  text: string;
+  json: any;
+}
+
+/** One HTTP exchange; never throws for an HTTP status, only for a transport failure. */
+export async function http(
+  method: string,
+  url: string,
+  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  const res = await request(url, {
+    method: method as any,
+    body: opts.body,
+    headers: opts.headers,
+    headersTimeout: opts.timeoutMs ?? 10_000,
+    bodyTimeout: opts.timeoutMs ?? 10_000,
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers as HttpResult['headers'], body, text, json };
+}
+
+export function kvUrl(gateway: string, key: string, query = ''): string {
+  return `${gateway}/kv/${encodeURIComponent(key)}${query ? `?${query}` : ''}`;
+}
+
+export interface ClusterOptions {
+  kvCount?: number;
+  replicationFactor?: number;
+  gateways?: number;
+  /** Registry marks a member down after this long without a heartbeat. */
+  downAfterMs?: number;
+  heartbeatMs?: number;
+  extraGatewayArgs?: string[];
+}
+
+interface KvSlot {
+  port: number;
+  dataDir: string;
+  proc: FlexProcess;
+}
+
+/**
+ * A real cluster of separate processes on free loopback ports: one registry,
+ * KV servers and gateways, each started through the CLI. Every process it
+ * starts is stopped by stop(); the data lives in a temp dir removed there too.
+ */
+export class TestCluster {
+  registryPort = 0;
+  registry!: FlexProcess;
+  readonly kvs: KvSlot[] = [];
+  readonly gateways: Array<{ port: number; proc: FlexProcess }> = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly opts: Required<ClusterOptions>,
+  ) {}
+
+  static async start(options: ClusterOptions = {}): Promise<TestCluster> {
+    const opts: Required<ClusterOptions> = {
+      kvCount: 3,
+      replicationFactor: 3,
+      gateways: 1,
+      downAfterMs: 1000,
+      heartbeatMs: 200,
+      extraGatewayArgs: [],
+      ...options,
+    };
+    const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
+    const c = new TestCluster(dir, opts);
+    try {
+      c.registryPort = await freePort();
+      await c.startRegistry();
+      for (let i = 0; i < opts.kvCount; i++) await c.addKv();
+      for (let i = 0; i < opts.gateways; i++) await c.addGateway();
+      await c.waitForUp(opts.kvCount);
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    return c;
+  }
+
+  get registryUrl(): string {
+    return `http://127.0.0.1:${this.registryPort}`;
+  }
+
+  get gatewayUrl(): string {
+    return `http://127.0.0.1:${this.gateways[0]!.port}`;
+  }
+
+  kvUrl(i: number): string {
+    return `http://127.0.0.1:${this.kvs[i]!.port}`;
+  }
+
+  async startRegistry(): Promise<void> {
+    this.registry = new FlexProcess('registry', [
+      'registry',
+      '--port', String(this.registryPort),
+      '--host', '127.0.0.1',
+      '--data-dir', path.join(this.dir, 'registry'),
+      '--down-after-ms', String(this.opts.downAfterMs),
+    ]);
+    await this.waitHealthy(this.registry, `${this.registryUrl}/health`);
+  }
+
+  async addKv(): Promise<number> {
+    const port = await freePort();
+    const slot: KvSlot = { port, dataDir: path.join(this.dir, `kv-${port}`), proc: undefined as never };
+    this.kvs.push(slot);
+    await this.startKv(this.kvs.length - 1);
+    return this.kvs.length - 1;
+  }
+
+  async startKv(i: number): Promise<void> {
+    const slot = this.kvs[i]!;
+    slot.proc = new FlexProcess(`kv${i}`, [
+      'kv',
+      '--port', String(slot.port),
+      '--host', '127.0.0.1',
+      '--registry-url', this.registryUrl,
+      '--data-dir', slot.dataDir,
+      '--heartbeat-ms', String(this.opts.heartbeatMs),
+    ]);
+    await this.waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
+  }
+
+  async addGateway(extraArgs: string[] = []): Promise<string> {
+    const port = await freePort();
+    const proc = new FlexProcess(`gateway${this.gateways.length}`, [
+      'gateway',
+      '--port', String(port),
+      '--host', '127.0.0.1',
+      '--registry-url', this.registryUrl,
+      '--replication-factor', String(this.opts.replicationFactor),
+      ...this.opts.extraGatewayArgs,
+      ...extraArgs,
+    ]);
+    this.gateways.push({ port, proc });
+    const url = `http://127.0.0.1:${port}`;
+    await this.waitHealthy(proc, `${url}/cluster`);
+    return url;
+  }
+
+  /** Waits until the gateway(s) see `count` members up. */
+  async waitForUp(count: number, gatewayUrl?: string): Promise<void> {
+    const urls = gatewayUrl ? [gatewayUrl] : this.gateways.map((g) => `http://127.0.0.1:${g.port}`);
+    for (const url of urls) {
+      await waitFor(`${count} members up at ${url}`, async () => {
+        const res = await http('GET', `${url}/cluster`);
+        const up = (res.json?.members ?? []).filter((m: { state: string }) => m.state === 'up').length;
+        return up === count;
+      });
+    }
+  }
+
+  /** Waits until the registry reports the KV server as `state`. */
+  async waitForState(i: number, state: 'up' | 'down'): Promise<void> {
+    const url = this.kvUrl(i);
+    await waitFor(`${url} ${state} in the registry`, async () => {
+      const res = await http('GET', `${this.registryUrl}/nodes`);
+      return res.json?.members?.some((m: { url: string; state: string }) => m.url === url && m.state === state);
+    });
+  }
+
+  async killKv(i: number): Promise<void> {
+    await this.kvs[i]!.proc.kill();
+  }
+
+  async stop(): Promise<void> {
+    const procs = [...this.gateways.map((g) => g.proc), ...this.kvs.map((k) => k.proc), this.registry];
+    await Promise.all(procs.filter(Boolean).map((p) => p.kill()));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  logs(): string {
+    const procs = [this.registry, ...this.kvs.map((k) => k.proc), ...this.gateways.map((g) => g.proc)];
+    return procs.filter(Boolean).map((p) => `--- ${p.name}\n${p.logs()}`).join('\n');
+  }
+
+  private async waitHealthy(proc: FlexProcess, url: string): Promise<void> {
+    let exited = false;
+    await waitFor(`${proc.name} at ${url}`, async () => {
+      if (!proc.running) exited = true;
+      if (exited) return true;
+      const res = await http('GET', url, { timeoutMs: 1000 });
+      return res.status < 500 || res.status === 503;
+    });
+    if (exited) throw new Error(`${proc.name} exited during start-up:\n${proc.logs()}`);
+  }
+}
+
+export { waitFor, freePort };
