@@ -15,10 +15,11 @@ import type { ReplicaRecord } from '../cluster/types.js';
  *   HLC versions). The comparison and the write happen in one LMDB write
  *   transaction, so a concurrent older write can never replace a newer one.
  * - `put` resolves only once the transaction is flushed to disk: an
- *   acknowledged write survives kill -9 and power loss. The answer for a write
- *   that was not applied is also flushed, so the version it reports is durable.
+ *   acknowledged write survives kill -9 and power loss. The version reported
+ *   for a write that was not applied is durable too: every commit is synced
+ *   before the next one starts.
  * - `list` returns keys in JS string order (UTF-16 code units, what `<` does),
- *   the order every replica and the gateway's merge agree on. See KeyCodec.
+ *   the order every replica and the gateway's merge agree on. See keyCodec.
  * - Deletes are tombstone records; nothing is ever removed, so a key once
  *   listed stays listed.
  */
@@ -249,7 +250,7 @@ export class Storage {
   }
 
   /** Keys in JS string order with their versions, tombstones included. */
-  list(opts: ListOptions): { entries: ListEntry[]; more: boolean } {
+  list(opts: ListOptions): ListPage {
     const prefix = opts.prefix ?? '';
     const after = opts.after ?? '';
     const limit = opts.limit;
