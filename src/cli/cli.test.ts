@@ -208,7 +208,14 @@ class FakeGateway {
       return json(200, {
         members: [
           { id: 'node-a', url: 'http://127.0.0.1:8001', state: 'up', ownership: 0.3412 },
-          { id: 'node-b', url: 'http://127.0.0.1:8002', state: 'down', ownership: 0.6588 },
+          {
+            id: 'node-b',
+            url: 'http://127.0.0.1:8002',
+            state: 'down',
+            phase: 'leaving',
+            ownership: 0.6588,
+            transfer: { syncedEpoch: 3, rangesTotal: 40, rangesDone: 12, keysMoved: 5310, keysMovedTotal: 9000, hintsPending: 3 },
+          },
         ],
         index: 4,
       });
@@ -330,9 +337,9 @@ describe('client commands', () => {
     const res = await run(['status'], { env });
     assert.equal(res.code, 0, res.stderr);
     const lines = res.stdout.toString().trimEnd().split('\n');
-    assert.match(lines[0]!, /^ID\s+URL\s+STATE\s+OWNERSHIP$/);
-    assert.match(lines[1]!, /^node-a\s+http:\/\/127\.0\.0\.1:8001\s+up\s+34\.1%$/);
-    assert.match(lines[2]!, /^node-b\s+http:\/\/127\.0\.0\.1:8002\s+down\s+65\.9%$/);
+    assert.match(lines[0]!, /^ID\s+URL\s+STATE\s+PHASE\s+OWNERSHIP\s+TRANSFER$/);
+    assert.match(lines[1]!, /^node-a\s+http:\/\/127\.0\.0\.1:8001\s+up\s+active\s+34\.1%\s+-$/);
+    assert.match(lines[2]!, /^node-b\s+http:\/\/127\.0\.0\.1:8002\s+down\s+leaving\s+65\.9%\s+12\/40 ranges, 5,310 keys, hints 3$/);
   });
 
   it("a gateway error prints 'error: <message> (<code>)' and exits 1", async () => {

@@ -82,12 +82,27 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
       String(m.id ?? ''),
       String(m.url ?? ''),
       String(m.state ?? ''),
+      String(m.phase ?? 'active'),
       formatOwnership(m.ownership),
+      formatTransfer(m.transfer),
     ]);
-    for (const line of formatRows([['ID', 'URL', 'STATE', 'OWNERSHIP'], ...rows])) print(line.slice(2));
+    for (const line of formatRows([['ID', 'URL', 'STATE', 'PHASE', 'OWNERSHIP', 'TRANSFER'], ...rows])) print(line.slice(2));
+    const pending = (view as { pendingAcquirers?: unknown }).pendingAcquirers;
+    if (Array.isArray(pending) && pending.length > 0) {
+      print(`membership change in progress: waiting for ${pending.join(', ')} to finish pulling their ranges`);
+    }
     return 0;
   },
 };
+
+/** "12/40 ranges, 5,310 keys (hints 3)" from a member's reported progress. */
+function formatTransfer(t: unknown): string {
+  if (typeof t !== 'object' || t === null) return '-';
+  const p = t as Record<string, number>;
+  const parts = [`${p.rangesDone ?? 0}/${p.rangesTotal ?? 0} ranges`, `${(p.keysMoved ?? 0).toLocaleString('en')} keys`];
+  if (p.hintsPending) parts.push(`hints ${p.hintsPending}`);
+  return parts.join(', ');
+}
 
 export function isClientCommand(name: CommandName): boolean {
   return Object.hasOwn(handlers, name);

@@ -44,7 +44,13 @@ export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise
 
   const registry: ChildSpec = {
     name: 'registry',
-    args: ['registry', '--port', String(config.registryPort), '--data-dir', join(config.dataDir, 'registry'), ...common],
+    args: [
+      'registry',
+      '--port', String(config.registryPort),
+      '--data-dir', join(config.dataDir, 'registry'),
+      '--replication-factor', String(config.replicationFactor),
+      ...common,
+    ],
     healthUrl: `${registryUrl}/health`,
     acceptAnyStatus: false,
     url: registryUrl,
@@ -52,7 +58,14 @@ export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise
   };
   const kvs: ChildSpec[] = config.kvPorts.map((port) => ({
     name: `kv-${port}`,
-    args: ['kv', '--port', String(port), '--data-dir', join(config.dataDir, `kv-${port}`), '--registry-url', registryUrl, ...common],
+    args: [
+      'kv',
+      '--port', String(port),
+      '--data-dir', join(config.dataDir, `kv-${port}`),
+      '--registry-url', registryUrl,
+      '--replication-factor', String(config.replicationFactor),
+      ...common,
+    ],
     healthUrl: `${local(port)}/health-check`,
     acceptAnyStatus: false,
     url: local(port),

@@ -31,6 +31,7 @@ function topLevelHelp(): string {
     `${c.name}${c.args ? ` ${c.args}` : ''}`,
     c.summary,
   ]);
+  rows.push(['bench', 'Start a cluster and baselines on free ports and measure them (see bench --help).']);
   return [
     'FlexStore: a sharded, replicated, durable key-value store.',
     '',
@@ -66,6 +67,12 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   }
   if (command === '--version' || command === '-v') {
     process.stdout.write(version() + '\n');
+    return;
+  }
+  if (command === 'bench') {
+    // The bench parses its own options (see `flexstore bench --help`).
+    const { runBench } = await import('../bench/main.js');
+    process.exitCode = await runBench(rest);
     return;
   }
   if (!isCommandName(command)) {
@@ -122,6 +129,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const { runDev } = await import('./dev.js');
       const code = await runDev(config, env);
       process.exit(code);
+    }
+    case 'node': {
+      const { runNodeCommand } = await import('./node-command.js');
+      process.exitCode = await runNodeCommand(parsed);
+      return;
     }
     default:
       if (!isClientCommand(command)) throw new Error(`no handler for ${command}`);

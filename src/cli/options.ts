@@ -26,6 +26,7 @@ export type OptionKind =
   | 'id' // the charset a version suffix allows (see cluster/hlc.ts)
   | 'enum' // one of `choices`
   | 'level' // a log level
+  | 'duration' // 500ms, 30s, 10m, 2h, 10d; a bare number is seconds; 0 allowed
   | 'boolean'; // a flag without value; never read from the environment
 
 export interface OptionSpec {
@@ -52,7 +53,8 @@ export type CommandName =
   | 'get'
   | 'del'
   | 'ls'
-  | 'status';
+  | 'status'
+  | 'node';
 
 export interface CommandSpec {
   name: CommandName;
@@ -142,8 +144,33 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
         valueName: '<ms>',
         help: 'Mark a member down after this long without a heartbeat',
       },
+      {
+        flag: 'replication-factor',
+        env: 'REPLICATION_FACTOR',
+        kind: 'positiveInt',
+        default: String(defaultRegistryConfig.replicationFactor),
+        valueName: '<n>',
+        help: 'Copies of each key; must equal the gateways\' (used to know who must move data on a join or leave)',
+      },
+      {
+        flag: 'tombstone-grace',
+        env: 'TOMBSTONE_GRACE',
+        kind: 'duration',
+        default: '10d',
+        valueName: '<duration>',
+        help: 'Keep tombstones this long; a member down longer is refused when it returns',
+      },
+      {
+        flag: 'down-remove-after',
+        env: 'DOWN_REMOVE_AFTER',
+        kind: 'duration',
+        default: '0',
+        valueName: '<duration>',
+        help: 'Decommission a member down this long (0 = never); must be less than the tombstone grace',
+      },
       logLevel,
     ],
+    notes: ['Durations: 500ms, 30s, 10m, 2h, 10d; a bare number is seconds.'],
   },
   kv: {
     name: 'kv',
@@ -151,6 +178,14 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
     positionals: [0, 0],
     options: [
       { flag: 'port', env: 'PORT', kind: 'port', default: String(defaultKvConfig.port), valueName: '<port>', help: 'TCP port; 0 picks a free one' },
+      {
+        flag: 'tcp-port',
+        env: 'TCP_PORT',
+        kind: 'port',
+        default: String(defaultKvConfig.tcpPort),
+        valueName: '<port>',
+        help: 'Port of the binary replica protocol for gateways; 0 picks a free one (advertised to the registry)',
+      },
       hostOption(defaultKvConfig.host),
       registryUrlOption(defaultKvConfig.registryUrl),
       { flag: 'data-dir', env: 'DATA_DIR', kind: 'string', defaultText: './data/kv-<port>', valueName: '<dir>', help: 'LMDB files and the node-id file' },
@@ -170,6 +205,22 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
         default: String(defaultKvConfig.heartbeatIntervalMs),
         valueName: '<ms>',
         help: 'Heartbeat interval to the registry',
+      },
+      {
+        flag: 'replication-factor',
+        env: 'REPLICATION_FACTOR',
+        kind: 'positiveInt',
+        default: String(defaultKvConfig.replicationFactor),
+        valueName: '<n>',
+        help: "Copies of each key; must equal the gateways' (decides which ranges this server syncs)",
+      },
+      {
+        flag: 'anti-entropy-ms',
+        env: 'ANTI_ENTROPY_INTERVAL_MS',
+        kind: 'positiveInt',
+        default: String(defaultKvConfig.antiEntropyIntervalMs),
+        valueName: '<ms>',
+        help: 'How often ranges are compared with the other replicas',
       },
       logLevel,
     ],
@@ -224,6 +275,15 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
         help: 'A replica request taking longer counts as failed',
       },
       { flag: 'gateway-id', env: 'GATEWAY_ID', kind: 'id', defaultText: 'random per process', valueName: '<id>', help: 'Suffix of the versions this gateway stamps' },
+      {
+        flag: 'replica-transport',
+        env: 'REPLICA_TRANSPORT',
+        kind: 'enum',
+        choices: ['tcp', 'http'],
+        default: defaultGatewayConfig.replicaTransport,
+        valueName: '<kind>',
+        help: 'How to reach KV servers: tcp (binary protocol where offered, else http) or http',
+      },
       logLevel,
     ],
   },
@@ -296,11 +356,26 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
   },
   status: {
     name: 'status',
-    summary: "Show the gateway's view of the cluster: members, state, ownership.",
+    summary: "Show the gateway's view of the cluster: members, state, phase, ownership, transfers.",
     positionals: [0, 0],
     options: [...clientOptions, jsonOption],
   },
+  node: {
+    name: 'node',
+    summary: 'Manage members: `node remove ID|URL` decommissions a KV server (its ranges move to their new owners first).',
+    args: 'remove ID|URL',
+    positionals: [2, 2],
+    options: [
+      registryUrlOption(defaultRegistryUrl()),
+      { flag: 'force', kind: 'boolean', help: 'Remove at once without moving its ranges (only for a member whose data is lost)' },
+      jsonOption,
+    ],
+  },
 };
+
+function defaultRegistryUrl(): string {
+  return defaultKvConfig.registryUrl;
+}
 
 export function isCommandName(name: string): name is CommandName {
   return Object.hasOwn(commands, name);
@@ -410,6 +485,8 @@ function convert(o: OptionSpec, raw: string, source: Source): OptionValue {
       return o.choices?.includes(raw) ? raw : fail(`expected one of ${o.choices?.join(', ')}`);
     case 'level':
       return (LOG_LEVELS as readonly string[]).includes(raw) ? raw : fail(`expected one of ${LOG_LEVELS.join(', ')}`);
+    case 'duration':
+      return parseDuration(raw) ?? fail('expected a duration such as 500ms, 30s, 10m, 2h or 10d');
     case 'boolean':
       return fail('takes no value');
   }
@@ -419,6 +496,16 @@ export function parseInteger(raw: string): number | undefined {
   if (!/^\d+$/.test(raw.trim())) return undefined;
   const n = Number(raw.trim());
   return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds of `500ms`, `30s`, `10m`, `2h`, `10d`; a bare number is seconds. */
+export function parseDuration(raw: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!;
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
 }
 
 export function parsePort(raw: string): number | undefined {
@@ -464,6 +551,9 @@ export function registryConfigFrom(v: OptionValues): RegistryConfig {
     host: str(v, 'host'),
     dataDir: str(v, 'data-dir'),
     downAfterMs: int(v, 'down-after-ms'),
+    replicationFactor: int(v, 'replication-factor'),
+    tombstoneGraceMs: int(v, 'tombstone-grace'),
+    downRemoveAfterMs: int(v, 'down-remove-after'),
     logLevel: str(v, 'log-level'),
   };
 }
@@ -477,6 +567,9 @@ export function kvConfigFrom(v: OptionValues): KvConfig {
     registryUrl: str(v, 'registry-url'),
     dataDir: optStr(v, 'data-dir') ?? `./data/kv-${port}`,
     heartbeatIntervalMs: int(v, 'heartbeat-ms'),
+    tcpPort: int(v, 'tcp-port'),
+    replicationFactor: int(v, 'replication-factor'),
+    antiEntropyIntervalMs: int(v, 'anti-entropy-ms'),
     logLevel: str(v, 'log-level'),
   };
   // Left unset, the server applies defaultAdvertiseUrl with the port it actually bound (port 0 included).
@@ -498,6 +591,7 @@ export function gatewayConfigFrom(v: OptionValues): GatewayConfig {
     maxKeyBytes: int(v, 'max-key-bytes'),
     maxValueBytes: int(v, 'max-value-bytes'),
     replicaTimeoutMs: int(v, 'replica-timeout-ms'),
+    replicaTransport: str(v, 'replica-transport') as GatewayConfig['replicaTransport'],
     logLevel: str(v, 'log-level'),
   };
   const gatewayId = optStr(v, 'gateway-id');

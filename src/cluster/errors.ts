@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
   | 'PAYLOAD_TOO_LARGE'
+  | 'CONFLICT'
   | 'QUORUM_NOT_MET'
   | 'NO_MEMBERS'
   | 'UNAVAILABLE'
@@ -28,6 +29,7 @@ export const errorTable: Readonly<Record<ErrorCode, number>> = {
   KEY_NOT_FOUND: 404,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   INTERNAL: 500,
   REPLICA_ERROR: 502,
@@ -72,6 +74,10 @@ export class RouteNotFound extends FlexStoreError {
 }
 export class MethodNotAllowed extends FlexStoreError {
   readonly code = 'METHOD_NOT_ALLOWED' as const;
+}
+/** The request contradicts the cluster's state (e.g. a removed member heartbeating again). */
+export class Conflict extends FlexStoreError {
+  readonly code = 'CONFLICT' as const;
 }
 export class PayloadTooLarge extends FlexStoreError {
   readonly code = 'PAYLOAD_TOO_LARGE' as const;

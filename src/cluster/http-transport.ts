@@ -24,6 +24,7 @@ import type { ReplicaRecord } from './types.js';
 
 const KV_PATH = '/internal/kv/';
 const KEYS_PATH = '/internal/keys';
+const HINTS_PATH = '/internal/hints';
 const H_VERSION = 'x-flexstore-version';
 const H_TOMBSTONE = 'x-flexstore-tombstone';
 const H_CONTENT_TYPE = 'x-flexstore-content-type';
@@ -132,6 +133,20 @@ export class HttpReplicaTransport implements ReplicaTransport {
     }
   }
 
+  async storeHints(nodeUrl: string, targetId: string, keys: string[], opts?: CallOptions): Promise<void> {
+    const timeoutMs = opts?.timeoutMs ?? this.timeoutMs;
+    const body = Buffer.from(JSON.stringify({ target: targetId, keys }));
+    const { res, signal } = await this.send(nodeUrl, 'POST', HINTS_PATH, timeoutMs, ['content-type', 'application/json'], body);
+    try {
+      if (res.statusCode !== 200) {
+        throw new ReplicaUnreachable(nodeUrl, `hints answered ${res.statusCode}: ${(await errorOf(res)).text}`);
+      }
+      await res.body.dump();
+    } catch (err) {
+      throw asUnreachable(nodeUrl, 'hints', err, signal, timeoutMs);
+    }
+  }
+
   /** Closes every pool; requests in flight finish or hit their deadline first. Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
@@ -142,7 +157,7 @@ export class HttpReplicaTransport implements ReplicaTransport {
 
   private async send(
     nodeUrl: string,
-    method: 'GET' | 'PUT',
+    method: 'GET' | 'PUT' | 'POST',
     path: string,
     timeoutMs: number,
     headers?: string[],

@@ -48,14 +48,15 @@ export class RegistryClient {
   }
 
   /** Registers or heartbeats; resolves with the registry's index after the call. */
-  async register(body: { id: string; node_url: string }): Promise<{ index: number }> {
+  async register(body: { id: string; node_url: string; [extra: string]: unknown }): Promise<{ index: number }> {
     const res = await this.call('POST', '/register', { body });
     return { index: numberField(res, 'index') };
   }
 
   /** Removes a member for good (decommission). Rejects with status 404 when unknown. */
-  async deregister(q: { node_url?: string; id?: string }): Promise<void> {
-    await this.call('DELETE', '/deregister', { body: q });
+  async deregister(q: { node_url?: string; id?: string; force?: boolean }): Promise<{ id: string; phase: string }> {
+    const res = await this.call('DELETE', '/deregister', { body: q });
+    return { id: String(res.id), phase: String(res.phase ?? 'removed') };
   }
 
   /**
@@ -134,15 +135,18 @@ function parseView(obj: Record<string, unknown>): MemberView {
   if (!Array.isArray(obj.nodes) || !Array.isArray(obj.members)) {
     throw new RegistryError('registry answer lacks "nodes" and "members" arrays');
   }
-  return { nodes: obj.nodes as string[], members: obj.members as Member[], index };
+  const view: MemberView = { nodes: obj.nodes as string[], members: obj.members as Member[], index };
+  if (typeof obj.epoch === 'number') view.epoch = obj.epoch;
+  if (typeof obj.tombstoneGraceMs === 'number') view.tombstoneGraceMs = obj.tombstoneGraceMs;
+  return view;
 }
 
-/** Two views differ for a watcher when index, ids, urls or states differ (heartbeat times do not count). */
+/** Two views differ for a watcher when index, epoch, ids, urls, states or phases differ (heartbeat times do not count). */
 function sameView(a: MemberView, b: MemberView): boolean {
-  if (a.index !== b.index || a.members.length !== b.members.length) return false;
+  if (a.index !== b.index || a.epoch !== b.epoch || a.members.length !== b.members.length) return false;
   return a.members.every((m, i) => {
     const o = b.members[i]!;
-    return m.id === o.id && m.url === o.url && m.state === o.state;
+    return m.id === o.id && m.url === o.url && m.state === o.state && m.phase === o.phase && m.tcpPort === o.tcpPort;
   });
 }
 
@@ -154,6 +158,14 @@ export interface HeartbeaterOptions {
   url: string;
   intervalMs: number;
   log?: RegistryLog;
+  /** Extra fields merged into every heartbeat body (e.g. transfer progress). */
+  report?: () => Record<string, unknown>;
+  /**
+   * Called once when the registry refuses this member for good (409: it was
+   * removed, or was down longer than the tombstone grace). The beat loop stops;
+   * the owner must stop serving, since its data may resurrect deleted keys.
+   */
+  onRejected?: (err: RegistryError) => void;
 }
 
 /**
@@ -212,7 +224,11 @@ export class Heartbeater {
   private async beat(): Promise<void> {
     const fields = { registry: this.opts.registryUrl, id: this.opts.id, url: this.opts.url };
     try {
-      const { index } = await this.client.register({ id: this.opts.id, node_url: this.opts.url });
+      const { index } = await this.client.register({
+        ...this.opts.report?.(),
+        id: this.opts.id,
+        node_url: this.opts.url,
+      });
       this.ok = true;
       if (this.reachable !== true) {
         const msg = this.reachable === null ? 'registered with the registry' : 'reached the registry again';
@@ -222,6 +238,12 @@ export class Heartbeater {
     } catch (err) {
       this.ok = false;
       if (!this.running) return;
+      if (err instanceof RegistryError && err.status === 409) {
+        this.running = false;
+        this.log.warn({ ...fields, err: err.message }, 'the registry refused this member');
+        this.opts.onRejected?.(err);
+        return;
+      }
       if (this.reachable !== false) {
         this.log.warn({ ...fields, err: (err as Error).message }, 'cannot register with the registry; retrying every beat');
       }

@@ -37,6 +37,11 @@ export class Ring {
     this.owner = Uint32Array.from(entries.map((e) => e.owner));
   }
 
+  /** The ring's token values in ascending order. */
+  tokenValues(): BigUint64Array {
+    return this.tokens;
+  }
+
   get size(): number {
     return this.ids.length;
   }

@@ -18,6 +18,12 @@ export interface ReplicaTransport {
    * `version` is the version the replica holds afterwards.
    */
   put(nodeUrl: string, key: string, rec: ReplicaRecord, opts?: CallOptions): Promise<PutResult>;
+  /**
+   * Asks the replica at nodeUrl, which holds these keys, to deliver them to
+   * member `targetId` once that member is reachable (hinted handoff). Resolves
+   * once the hints are stored durably.
+   */
+  storeHints(nodeUrl: string, targetId: string, keys: string[], opts?: CallOptions): Promise<void>;
   /** Keys the replica holds in key order, tombstones included (merged by the caller). */
   list(nodeUrl: string, query: ListQuery, opts?: CallOptions): Promise<ListPage>;
   /** Closes every pooled connection. */

@@ -13,11 +13,36 @@ export interface Member {
   id: string;
   /** Base URL other processes reach the KV server by, e.g. http://127.0.0.1:8001 */
   url: string;
+  /** Liveness: heartbeating or not. */
   state: MemberState;
+  /**
+   * Place in the ring (see placement.ts). `joining`: receives writes and pulls
+   * its ranges, serves no reads yet. `active`: a full owner. `leaving`: still
+   * serves, while its ranges move to their new owners. Absent means active.
+   */
+  phase?: 'joining' | 'active' | 'leaving';
+  /** Port of the member's binary replica protocol (same host as url), when it offers one. */
+  tcpPort?: number;
+  /** Progress of this member's range transfers, as it last reported it. */
+  transfer?: TransferProgress;
   /** Epoch ms of the last heartbeat the registry received. */
   lastHeartbeat: number;
   /** Epoch ms when the member first registered. */
   registeredAt: number;
+}
+
+/** A KV server's report of its range transfers (anti-entropy and hand-off). */
+export interface TransferProgress {
+  /** The placement epoch the member last completed a full sync for. */
+  syncedEpoch: number;
+  /** Ranges it must pull in the current pass, and how many are done. */
+  rangesTotal: number;
+  rangesDone: number;
+  /** Keys received in the current pass, and in total since start. */
+  keysMoved: number;
+  keysMovedTotal: number;
+  /** Hints held for members that are down, to deliver when they return. */
+  hintsPending?: number;
 }
 
 /** The registry's answer to GET /nodes. */
@@ -27,6 +52,14 @@ export interface MemberView {
   members: Member[];
   /** Increases whenever membership or a member's state changes. */
   index: number;
+  /**
+   * Increases whenever a member joins, starts leaving or is removed: the
+   * placement generation. A change completes when every acquirer has
+   * reported `syncedEpoch >= epoch`.
+   */
+  epoch?: number;
+  /** Tombstones younger than this are never purged; see docs/operations.md. */
+  tombstoneGraceMs?: number;
 }
 
 /** Consistency level of one client request. */

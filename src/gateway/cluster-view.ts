@@ -1,39 +1,46 @@
-import { Ring } from '../cluster/ring.js';
+import { Placement, phaseOf } from '../cluster/placement.js';
 import type { Member, MemberView } from '../cluster/types.js';
 
 /**
- * The gateway's picture of the cluster: the registry's member view, the ring
- * built from it, and the gateway's own short-term memory of replicas that just
- * failed. The ring is rebuilt only when the set of member ids changes, so a
- * member going down or up never moves a key (placement is by membership, not
- * liveness).
+ * The gateway's picture of the cluster: the registry's member view, the
+ * placement built from it (read and target rings, see placement.ts), and the
+ * gateway's own short-term memory of replicas that just failed. Placement is
+ * rebuilt only when member ids or phases change, so a member going down or up
+ * never moves a key (placement is by membership, not liveness).
  */
 export class ClusterView {
   private members = new Map<string, Member>();
   private byUrl = new Map<string, Member>();
-  private ring: Ring = new Ring([]);
-  private ringKey = '';
+  private placement: Placement;
+  private placementKey = '';
   /** url → epoch ms until which the replica is treated as suspect. */
   private readonly suspectUntil = new Map<string, number>();
   index = -1;
+  epoch = 0;
   updatedAt = 0;
 
   constructor(
     private readonly vnodes: number,
+    private readonly replicationFactor: number,
     /** How long a replica that failed a request is tried last. */
     private readonly suspectMs = 1000,
-  ) {}
+  ) {
+    this.placement = new Placement([], replicationFactor, vnodes);
+  }
 
   update(view: MemberView): void {
     this.members = new Map(view.members.map((m) => [m.id, m]));
     this.byUrl = new Map(view.members.map((m) => [m.url, m]));
-    const ids = [...this.members.keys()].sort();
-    const key = ids.join('\n');
-    if (key !== this.ringKey) {
-      this.ring = new Ring(ids, this.vnodes);
-      this.ringKey = key;
+    const key = view.members
+      .map((m) => `${m.id}:${phaseOf(m)}`)
+      .sort()
+      .join('\n');
+    if (key !== this.placementKey) {
+      this.placement = new Placement(view.members, this.replicationFactor, this.vnodes);
+      this.placementKey = key;
     }
     this.index = view.index;
+    this.epoch = view.epoch ?? 0;
     this.updatedAt = Date.now();
   }
 
@@ -49,9 +56,28 @@ export class ClusterView {
     return this.byUrl.get(url);
   }
 
-  /** The key's first N distinct members (N capped at the member count). */
-  preferenceList(key: string, n: number): Member[] {
-    return this.ring.preferenceList(key, n).map((id) => this.members.get(id)!);
+  /** The key's current owners: first N distinct members of the read ring. */
+  readList(key: string): Member[] {
+    return this.placement.readList(key).map((id) => this.members.get(id)!);
+  }
+
+  /**
+   * Owners once the current join or leave completes. Equal to readList outside
+   * a change (the same array contents; callers compare by id).
+   */
+  targetList(key: string): Member[] {
+    return this.placement.targetList(key).map((id) => this.members.get(id)!);
+  }
+
+  get changing(): boolean {
+    return this.placement.changing;
+  }
+
+  /** Members that must still report a finished sync for the current epoch. */
+  pendingAcquirers(): string[] {
+    return [...this.placement.acquirers()].filter(
+      (id) => (this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.epoch,
+    );
   }
 
   /** Up per the registry and not failed in the last suspectMs. */
@@ -74,8 +100,9 @@ export class ClusterView {
     return until !== undefined && until >= now;
   }
 
+  /** Share of the hash space each current owner holds as primary. */
   ownership(): Record<string, number> {
-    return this.ring.ownership();
+    return this.placement.readRing.ownership();
   }
 
   get vnodeCount(): number {

@@ -20,6 +20,12 @@ export interface GatewayConfig {
   replicaTimeoutMs: number;
   /** Virtual nodes per member on the ring. Part of placement: all gateways must agree. Default 256. */
   vnodes: number;
+  /**
+   * How the gateway talks to KV servers: `tcp` (the binary replica protocol,
+   * for members that advertise a replica port; HTTP for the others) or
+   * `http` only. Default tcp.
+   */
+  replicaTransport: 'tcp' | 'http';
   /** Id used as the suffix of versions this gateway stamps. Default: random per process. */
   gatewayId?: string;
   /** pino level. Default info. */
@@ -36,5 +42,6 @@ export const defaultGatewayConfig: GatewayConfig = {
   maxValueBytes: 1024 * 1024,
   replicaTimeoutMs: 2000,
   vnodes: 256,
+  replicaTransport: 'tcp',
   logLevel: 'info',
 };

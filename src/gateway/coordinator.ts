@@ -4,7 +4,8 @@ import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
 import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
 import type { ClusterView } from './cluster-view.js';
 import type { GatewayMetrics } from './metrics.js';
-import { callQuorum, type QuorumResult } from './quorum.js';
+import { atLeast, callQuorum, type QuorumResult } from './quorum.js';
+import type { HintBuffer } from './hints.js';
 
 /**
  * Coordinates one client operation across the key's replicas.
@@ -21,9 +22,15 @@ import { callQuorum, type QuorumResult } from './quorum.js';
  *   quorum write of a tombstone.
  * - With W + R > N (the quorum default), a read that succeeds sees every write
  *   acknowledged before it started. `one` trades that away for availability.
+ * - While a member joins or leaves, a write goes to the current owners and the
+ *   future owners and needs the level's count in *each* set, so the guarantee
+ *   above survives the switch-over; reads use the current owners.
+ * - A replica that failed a write it should have taken is remembered as a
+ *   hint on one that took it; the hint holder delivers the key when the
+ *   failed replica is back (hinted handoff). Anti-entropy covers the rest.
  */
 export interface CoordinatorOptions {
-  replicationFactor: number;
+  hints?: HintBuffer;
   log: { warn(o: object, m?: string): void; debug(o: object, m?: string): void };
 }
 
@@ -58,7 +65,7 @@ export class Coordinator {
   async get(key: string, consistency: Consistency): Promise<ReadResult> {
     const prefs = this.placement(key);
     const need = requiredReplicas(consistency, prefs.length);
-    const res = await callQuorum(this.readOrder(prefs), need, need, (m) =>
+    const res = await callQuorum(this.readOrder(prefs), atLeast(need), need, (m) =>
       this.track('get', m, this.transport.get(m.url, key)),
     );
     if (res.ok.length < need) throw this.quorumError('read', need, res);
@@ -75,25 +82,22 @@ export class Coordinator {
   }
 
   async put(key: string, value: Buffer, contentType: string, consistency: Consistency): Promise<WriteResult> {
-    const prefs = this.placement(key);
-    const need = requiredReplicas(consistency, prefs.length);
+    this.placement(key);
     const rec: ReplicaRecord = { value, version: this.clock.next(), tombstone: false, contentType };
-    return this.write(key, rec, prefs, need, 'write');
+    return this.write(key, rec, consistency, 'write');
   }
 
   /** Returns null when there was no live value to delete. */
   async delete(key: string, consistency: Consistency): Promise<WriteResult | null> {
     const current = await this.get(key, consistency);
     if (!current.record || current.record.tombstone) return null;
-    const prefs = this.placement(key);
-    const need = requiredReplicas(consistency, prefs.length);
     const rec: ReplicaRecord = {
       value: Buffer.alloc(0),
       version: this.clock.next(),
       tombstone: true,
       contentType: 'application/octet-stream',
     };
-    return this.write(key, rec, prefs, need, 'delete');
+    return this.write(key, rec, consistency, 'delete');
   }
 
   /**
@@ -147,24 +151,43 @@ export class Coordinator {
     return { keys, next: cursor };
   }
 
-  private async write(
-    key: string,
-    rec: ReplicaRecord,
-    prefs: Member[],
-    need: number,
-    op: 'write' | 'delete',
-  ): Promise<WriteResult> {
+  private async write(key: string, rec: ReplicaRecord, consistency: Consistency, op: 'write' | 'delete'): Promise<WriteResult> {
+    const read = this.view.readList(key);
+    const target = this.view.targetList(key);
+    const targets = [...read];
+    for (const m of target) if (!targets.some((t) => t.id === m.id)) targets.push(m);
+    const needRead = requiredReplicas(consistency, read.length);
+    const needTarget = requiredReplicas(consistency, target.length);
+    const readIds = new Set(read.map((m) => m.id));
+    const targetIds = new Set(target.map((m) => m.id));
+    const satisfied = (ok: ReadonlyArray<{ member: Member }>) => {
+      let r = 0;
+      let t = 0;
+      for (const { member } of ok) {
+        if (readIds.has(member.id)) r++;
+        if (targetIds.has(member.id)) t++;
+      }
+      return r >= needRead && t >= needTarget;
+    };
     // Every replica gets the write at once, down or not: the cheapest way to
-    // keep copies current. Only W answers are awaited.
-    const res = await callQuorum(prefs, need, prefs.length, (m) =>
+    // keep copies current. Only the quorum is awaited.
+    const res = await callQuorum(targets, satisfied, targets.length, (m) =>
       this.track('put', m, this.transport.put(m.url, key, rec)),
     );
-    if (res.ok.length < need) throw this.quorumError(op, need, res);
+    if (this.opts.hints) void res.settled.then((all) => this.hint(key, all));
+    if (!satisfied(res.ok)) throw this.quorumError(op, Math.max(needRead, needTarget), res);
     return { version: rec.version, replicas: res.ok.map((r) => r.member.id) };
   }
 
+  /** Leaves a hint for each replica that missed the write on one that took it. */
+  private hint(key: string, all: QuorumResult<unknown>): void {
+    if (all.failed.length === 0 || all.ok.length === 0) return;
+    const holder = all.ok[0]!.member;
+    for (const { member } of all.failed) this.opts.hints!.add(holder.url, member.id, key);
+  }
+
   private placement(key: string): Member[] {
-    const prefs = this.view.preferenceList(key, this.opts.replicationFactor);
+    const prefs = this.view.readList(key);
     if (prefs.length === 0) throw new NoMembers('no KV servers are registered');
     return prefs;
   }

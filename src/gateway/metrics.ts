@@ -12,6 +12,7 @@ export class GatewayMetrics {
   readonly replicaErrors: Counter<'op' | 'node'>;
   readonly readRepairs: Counter<'outcome'>;
   readonly quorumFailures: Counter<'op'>;
+  readonly hints: Counter<'outcome'>;
   readonly members: Gauge<'state'>;
 
   constructor() {
@@ -51,6 +52,12 @@ export class GatewayMetrics {
       name: 'flexstore_quorum_failures_total',
       help: 'Client requests that failed because too few replicas answered',
       labelNames: ['op'],
+      registers: [this.registry],
+    });
+    this.hints = new Counter({
+      name: 'flexstore_hints_total',
+      help: 'Hints for replicas that missed a write, by outcome (stored on a holder, failed, dropped)',
+      labelNames: ['outcome'],
       registers: [this.registry],
     });
     this.members = new Gauge({

@@ -146,24 +146,32 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
       gateway: deps.gatewayId,
       registryUrl: config.registryUrl,
       index: view.index,
+      epoch: view.epoch,
       replicationFactor: config.replicationFactor,
       defaultConsistency: config.defaultConsistency,
       vnodes: view.vnodeCount,
+      changing: view.changing,
+      pendingAcquirers: view.pendingAcquirers(),
       members: view.allMembers().map((m) => ({
         id: m.id,
         url: m.url,
         state: m.state,
+        phase: m.phase ?? 'active',
         suspect: view.isSuspect(m.url, now),
         lastHeartbeat: m.lastHeartbeat,
         ownership: ownership[m.id] ?? 0,
+        transfer: m.transfer ?? null,
       })),
     };
   });
   rejectOtherMethods(app, '/cluster', ['GET']);
 
   app.get('/metrics', async (_req, reply) => {
-    const states = { up: 0, down: 0 };
-    for (const m of view.allMembers()) states[m.state]++;
+    const states: Record<string, number> = { up: 0, down: 0, joining: 0, leaving: 0 };
+    for (const m of view.allMembers()) {
+      states[m.state]!++;
+      if (m.phase === 'joining' || m.phase === 'leaving') states[m.phase]!++;
+    }
     for (const [state, n] of Object.entries(states)) metrics.members.set({ state }, n);
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });

@@ -2,13 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { HybridClock } from '../cluster/hlc.js';
 import { createHttpServer } from '../cluster/http-server.js';
-import { HttpReplicaTransport } from '../cluster/http-transport.js';
 import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
 import { defaultGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
+import { HintBuffer } from './hints.js';
 import { GatewayMetrics } from './metrics.js';
+import { ReplicaRouter } from './replica-router.js';
 import { registerRoutes } from './routes.js';
 
 export interface RunningGateway extends RunningServer {
@@ -36,14 +37,20 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
         ? new InvalidKey('key is not valid percent-encoded UTF-8')
         : new InvalidRequest(`malformed URL: ${url}`),
   });
-  const view = new ClusterView(config.vnodes);
+  const view = new ClusterView(config.vnodes, config.replicationFactor);
   const metrics = new GatewayMetrics();
-  const transport = new HttpReplicaTransport({ timeoutMs: config.replicaTimeoutMs });
-  const clock = new HybridClock(gatewayId);
-  const coordinator = new Coordinator(view, transport, clock, metrics, {
-    replicationFactor: config.replicationFactor,
-    log: app.log,
+  const transport = new ReplicaRouter({
+    kind: config.replicaTransport,
+    timeoutMs: config.replicaTimeoutMs,
+    tcpPortOf: (url) => view.memberByUrl(url)?.tcpPort,
   });
+  const clock = new HybridClock(gatewayId);
+  const hints = new HintBuffer({
+    transport,
+    onFlushed: (n, ok) => metrics.hints.inc({ outcome: ok ? 'stored' : 'failed' }, n),
+    onDropped: (n) => metrics.hints.inc({ outcome: 'dropped' }, n),
+  });
+  const coordinator = new Coordinator(view, transport, clock, metrics, { hints, log: app.log });
   registerRoutes(app, { config, gatewayId, view, coordinator, metrics });
 
   const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log });
@@ -79,6 +86,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
       (closing ??= (async () => {
         await watcher.stop();
         await app.close();
+        await hints.close();
         await transport.close();
       })()),
   };
@@ -96,5 +104,6 @@ function validate(c: GatewayConfig): void {
   if (!(c.replicaTimeoutMs > 0)) problems.push('replicaTimeoutMs must be > 0');
   if (!Number.isInteger(c.vnodes) || c.vnodes < 1) problems.push('vnodes must be ≥ 1');
   if (!['one', 'quorum', 'all'].includes(c.defaultConsistency)) problems.push('defaultConsistency must be one, quorum or all');
+  if (c.replicaTransport !== 'tcp' && c.replicaTransport !== 'http') problems.push('replicaTransport must be tcp or http');
   if (problems.length) throw new Error(`invalid gateway config: ${problems.join('; ')}`);
 }

@@ -6,6 +6,12 @@ export interface KvConfig {
   host: string;
   /** Registry base URL. Default http://localhost:8000. */
   registryUrl: string;
+  /**
+   * TCP port of the binary replica protocol gateways use (see
+   * src/cluster/tcp-protocol.ts); 0 picks a free one, which the server
+   * advertises to the registry. Default 0.
+   */
+  tcpPort: number;
   /** LMDB environment and node-id file. Default ./data/kv-<port>. */
   dataDir: string;
   /**
@@ -21,16 +27,38 @@ export interface KvConfig {
   maxBodyBytes: number;
   /** pino level. Default info. */
   logLevel: string;
+  /**
+   * N, the replicas per key, as the gateways use it (capped at the member
+   * count): anti-entropy derives which ranges this server shares with whom
+   * from it. Must equal the gateways' setting. Default 3.
+   */
+  replicationFactor: number;
+  /**
+   * Virtual nodes per member on the placement ring. Must equal the gateways'
+   * setting, or this server repairs ranges it does not own. Default 256.
+   */
+  vnodes: number;
+  /**
+   * Time between anti-entropy passes (each about ±10% jittered). Passes also
+   * run at start-up and whenever the member view's epoch or members change.
+   * 0 turns anti-entropy and tombstone purging off (hinted hand-off still
+   * runs). Default 10000 ms.
+   */
+  antiEntropyIntervalMs: number;
 }
 
 export const defaultKvConfig: KvConfig = {
   port: 8001,
+  tcpPort: 0,
   host: '0.0.0.0',
   registryUrl: 'http://localhost:8000',
   dataDir: './data/kv-8001',
   heartbeatIntervalMs: 1000,
   maxBodyBytes: 16 * 1024 * 1024,
   logLevel: 'info',
+  replicationFactor: 3,
+  vnodes: 256,
+  antiEntropyIntervalMs: 10_000,
 };
 
 /** The advertise-URL rule above, shared by the CLI and the server. */

@@ -21,7 +21,8 @@ import type { Storage } from './storage.js';
  *                             200 {"entries": [{key, version, tombstone}], "more"}
  *                             in JS string order (UTF-16 code units).
  *   GET  /health, /health-check
- *                             200 {"status": "ok", "id", "keys"}
+ *                             200 {"status": "ok", "id", "keys", "memory": {rss,
+ *                             heapUsed, heapTotal, external, arrayBuffers}} (bytes)
  *
  * Keys travel percent-encoded (encodeURIComponent) as the rest of the path.
  */
@@ -94,8 +95,11 @@ export function registerReplicaApi(app: FastifyInstance, opts: ReplicaApiOptions
     return reply.code(200).send(storage.list({ prefix, after, limit }));
   });
 
-  const health = async (_req: FastifyRequest, reply: FastifyReply) =>
-    reply.code(200).send({ status: 'ok', id: nodeId, keys: storage.count() });
+  const health = async (_req: FastifyRequest, reply: FastifyReply) => {
+    const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+    const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
+    return reply.code(200).send({ status: 'ok', id: nodeId, keys: storage.count(), memory });
+  };
   app.get('/health', health);
   app.get('/health-check', health);
 

@@ -1,23 +1,33 @@
 import type { AddressInfo } from 'node:net';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { createHttpServer } from '../cluster/http-server.js';
-import { Heartbeater } from '../cluster/registry-client.js';
-import type { RunningServer } from '../cluster/types.js';
+import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
+import type { RunningServer, TransferProgress } from '../cluster/types.js';
+import { AntiEntropy } from './anti-entropy.js';
 import { defaultAdvertiseUrl, defaultKvConfig, type KvConfig } from './config.js';
+import { HintDelivery } from './hints.js';
+import { KvMetrics, registerMetricsRoute } from './metrics.js';
 import { loadOrCreateNodeId } from './node-id.js';
 import { KV_PATH, registerReplicaApi } from './replica-api.js';
 import { Storage } from './storage.js';
+import { registerSyncApi } from './sync-api.js';
+import { SyncClient } from './sync-client.js';
+import { startTcpReplicaServer, type RunningTcpReplicaServer } from './tcp-replica-server.js';
 
 export interface RunningKvServer extends RunningServer {
   /** Stable node id, kept in <dataDir>/node-id. */
   id: string;
+  /** Range-transfer progress, as sent to the registry with every heartbeat. */
+  progress(): TransferProgress;
 }
 
 /**
- * Starts one KV server: opens its storage, serves the replica API and
- * heartbeats to the registry. Start-up never waits for the registry: the
- * server serves gateways that already know it while registration retries
- * every heartbeat interval.
+ * Starts one KV server: opens its storage, serves the replica and sync APIs
+ * and /metrics, heartbeats to the registry (reporting transfer progress),
+ * follows the member view, and runs anti-entropy and hinted hand-off.
+ * Start-up never waits for the registry: the server serves gateways that
+ * already know it while registration retries every heartbeat interval, and
+ * its first anti-entropy pass runs when the first view arrives.
  *
  * Without config.dataDir the data lives in ./data/kv-<configured port>; give a
  * dataDir when asking for port 0, or every such server shares ./data/kv-0.
@@ -26,6 +36,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   const given = withoutUndefined(config);
   const port = given.port ?? defaultKvConfig.port;
   const cfg: KvConfig = { ...defaultKvConfig, ...given, port, dataDir: given.dataDir ?? `./data/kv-${port}` };
+  validateConfig(cfg);
 
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
@@ -42,43 +53,112 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
         ? new InvalidKey('key is not valid percent-encoded UTF-8', { raw: badUrl.slice(KV_PATH.length, 200) })
         : new InvalidRequest(`malformed URL: ${badUrl.slice(0, 200)}`),
   });
+  if (storage.migration) {
+    app.log.info({ dataDir: cfg.dataDir, ...storage.migration }, 'built the hash index for a data dir of an older layout');
+  }
+  const metrics = new KvMetrics(storage);
+  const client = new SyncClient();
+  const watcher = new MembershipWatcher({ registryUrl: cfg.registryUrl, log: app.log });
+  const antiEntropy = new AntiEntropy({
+    selfId: id,
+    storage,
+    client,
+    metrics,
+    log: app.log,
+    replicationFactor: cfg.replicationFactor,
+    vnodes: cfg.vnodes,
+    intervalMs: cfg.antiEntropyIntervalMs,
+  });
+  const hints = new HintDelivery({ selfId: id, storage, client, metrics, log: app.log, view: () => watcher.view });
+  const progress = () => antiEntropy.progress();
+
   registerReplicaApi(app, { storage, nodeId: id });
+  registerSyncApi(app, { storage, metrics, progress });
+  registerMetricsRoute(app, metrics);
 
   try {
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {
     await app.close().catch(() => {});
+    await client.close();
     await storage.close();
     throw err;
   }
   const boundPort = (app.server.address() as AddressInfo).port;
   const url = cfg.advertiseUrl ?? defaultAdvertiseUrl(cfg.host, boundPort);
-  app.log.info({ id, url, dataDir: cfg.dataDir, keys: storage.count() }, 'kv server listening');
+  // The binary replica protocol, on its own port of the same host; gateways
+  // learn the port from the registry (tcp_port in every heartbeat).
+  let tcp: RunningTcpReplicaServer;
+  try {
+    tcp = await startTcpReplicaServer({
+      storage,
+      host: cfg.host,
+      port: cfg.tcpPort,
+      log: app.log,
+      storeHints: (target, keys) => storage.hints.add(target, keys).then(() => {}),
+    });
+  } catch (err) {
+    await app.close().catch(() => {});
+    await client.close();
+    await storage.close();
+    throw err;
+  }
+  app.log.info(
+    { id, url, tcpPort: tcp.port, dataDir: cfg.dataDir, keys: storage.count(), hintsPending: storage.hints.count() },
+    'kv server listening',
+  );
 
+  let closing: Promise<void> | null = null;
   const heartbeater = new Heartbeater({
     registryUrl: cfg.registryUrl,
     id,
     url,
     intervalMs: cfg.heartbeatIntervalMs,
     log: app.log,
+    report: () => ({ transfer: progress(), tcp_port: tcp.port }),
+    // The registry refuses a member it removed or that was down past the
+    // tombstone grace: its data may hold deletes the others have purged, so
+    // serving it could bring deleted values back. Stop rather than serve.
+    onRejected: (err) => {
+      app.log.error({ id, err: err.message }, 'the registry refused this server; shutting down');
+      void close();
+    },
   });
-  heartbeater.start();
 
-  let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       // Heartbeats stop first (the registry will mark this node down, not
-      // remove it), then requests drain, each in-flight put finishing its
-      // commit, and only then does storage close.
+      // remove it), then the repair loops (closing the client aborts their
+      // calls to peers) and the watch, then requests drain, each in-flight put
+      // finishing its commit, and only then does storage close.
       await heartbeater.stop();
-      await app.close();
+      await Promise.all([antiEntropy.stop(), hints.stop(), watcher.stop(), client.close()]);
+      await Promise.all([app.close(), tcp.close()]);
       await storage.close();
       app.log.info({ id }, 'kv server stopped');
     })();
     return closing;
   };
 
-  return { url, port: boundPort, id, close };
+  watcher.on('change', (view) => antiEntropy.viewChanged(view));
+  heartbeater.start();
+  antiEntropy.start();
+  hints.start();
+  // Not awaited: start-up does not wait for the registry (see above).
+  void watcher.start();
+
+  return { url, port: boundPort, id, close, progress };
+}
+
+function validateConfig(cfg: KvConfig): void {
+  const fail = (field: keyof KvConfig, why: string): never => {
+    throw new Error(`invalid kv config: ${field} ${why} (got ${JSON.stringify(cfg[field])})`);
+  };
+  if (!Number.isInteger(cfg.replicationFactor) || cfg.replicationFactor < 1) fail('replicationFactor', 'must be an integer ≥ 1');
+  if (!Number.isInteger(cfg.vnodes) || cfg.vnodes < 1) fail('vnodes', 'must be an integer ≥ 1');
+  if (!Number.isInteger(cfg.antiEntropyIntervalMs) || cfg.antiEntropyIntervalMs < 0) {
+    fail('antiEntropyIntervalMs', 'must be an integer ≥ 0 (0 turns anti-entropy off)');
+  }
 }
 
 /** An explicit `undefined` in a partial config means "default", not "unset". */

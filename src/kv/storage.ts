@@ -5,33 +5,42 @@ import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { isVersion } from '../cluster/hlc.js';
 import type { ListEntry, ListPage, PutResult } from '../cluster/transport.js';
 import type { ReplicaRecord } from '../cluster/types.js';
+import { IndexCodec, type HashScanOptions, type IndexValue } from './hash-index-codec.js';
+import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './hash-index.js';
+import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
+import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec } from './record-codec.js';
+
+export type { HashScanOptions } from './hash-index-codec.js';
 
 /**
  * One KV server's records in a single LMDB environment (`<dataDir>/flexstore.mdb`).
  *
  * Semantics:
- * - `put` is last-writer-wins by version: the record is stored only when its
- *   version is greater than the held one (plain string comparison of fixed-width
- *   HLC versions). The comparison and the write happen in one LMDB write
- *   transaction, so a concurrent older write can never replace a newer one.
- * - `put` resolves only once the transaction is flushed to disk: an
- *   acknowledged write survives kill -9 and power loss. The version reported
- *   for a write that was not applied is durable too: every commit is synced
- *   before the next one starts.
+ * - `put` and `putMany` are last-writer-wins by version: a record is stored
+ *   only when its version is greater than the held one (plain string
+ *   comparison of fixed-width HLC versions). The comparison and the write
+ *   happen in one LMDB write transaction, so a concurrent older write can never
+ *   replace a newer one.
+ * - They resolve only once the transaction is flushed to disk: an acknowledged
+ *   write survives kill -9 and power loss. The version reported for a write
+ *   that was not applied is durable too: every commit is synced before the
+ *   next one starts.
+ * - Every record write also writes its hash-index entry (hash-index.ts) in
+ *   the same transaction; ring ranges are scanned and digested through it.
  * - `list` returns keys in JS string order (UTF-16 code units, what `<` does),
  *   the order every replica and the gateway's merge agree on. See keyCodec.
- * - Deletes are tombstone records; nothing is ever removed, so a key once
- *   listed stays listed.
+ * - Deletes are tombstone records. Only `purgeTombstones` removes records, and
+ *   only tombstones older than the cluster's grace (see anti-entropy.ts).
  */
 
-/** Bumped whenever the on-disk key or record encoding changes. */
-const LAYOUT = { format: 1, keyOrder: 'utf16' } as const;
-const RECORD_FORMAT = 1;
-const HEADER_BYTES = 5;
-const FLAG_TOMBSTONE = 1;
+/**
+ * Bumped whenever the on-disk layout changes. Format 1 had no hash index and
+ * no hints; opening a format-1 dir builds the index once (HashIndex.build).
+ */
+const LAYOUT = { format: 2, keyOrder: 'utf16' } as const;
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
-const EMPTY = Buffer.alloc(0);
-const SURROGATE = /[\uD800-\uDFFF]/;
+/** Index entries a purge examines per read before yielding to the event loop. */
+const PURGE_SCAN_CHUNK = 10_000;
 
 export interface ListOptions {
   /** Only keys starting with this; '' for all. */
@@ -42,176 +51,75 @@ export interface ListOptions {
   limit: number;
 }
 
-/**
- * Keys are written in a CESU-8-style encoding: every UTF-16 code unit is
- * encoded as if it were a code point (1–3 bytes; a surrogate pair takes 6).
- * LMDB compares keys bytewise, and this encoding makes that order equal to JS
- * string order, which plain UTF-8 does not (UTF-8 sorts U+10000.. after
- * U+E000..U+FFFF, UTF-16 sorts them before). lmdb-js's default ordered-binary
- * keys are UTF-8 plus escapes and disagree with `<` in the same place.
- * For keys without surrogates the bytes are exactly UTF-8.
- */
-const keyCodec = {
-  writeKey(key: string | Uint8Array, target: Buffer, start: number): number {
-    if (typeof key !== 'string') {
-      target.set(key, start);
-      return start + key.length;
-    }
-    if (!SURROGATE.test(key)) {
-      if (start + key.length * 3 > target.length && start + Buffer.byteLength(key) > target.length) {
-        // lmdb-js retries with a fresh buffer on RangeError.
-        throw new RangeError('key does not fit in the key buffer');
-      }
-      return start + target.write(key, start, 'utf8');
-    }
-    if (start + key.length * 3 > target.length && start + encodedKeyBytes(key) > target.length) {
-      throw new RangeError('key does not fit in the key buffer');
-    }
-    let p = start;
-    for (let i = 0; i < key.length; i++) {
-      const c = key.charCodeAt(i);
-      if (c < 0x80) target[p++] = c;
-      else if (c < 0x800) {
-        target[p++] = 0xc0 | (c >> 6);
-        target[p++] = 0x80 | (c & 0x3f);
-      } else {
-        target[p++] = 0xe0 | (c >> 12);
-        target[p++] = 0x80 | ((c >> 6) & 0x3f);
-        target[p++] = 0x80 | (c & 0x3f);
-      }
-    }
-    return p;
-  },
-
-  readKey(source: Uint8Array, start: number, end: number): string {
-    const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-    // A surrogate encodes as ED A0..BF; UTF-8 never contains that, so without it
-    // the fast native decoder is exact.
-    let i = buf.indexOf(0xed, start);
-    while (i !== -1 && i < end - 1 && buf[i + 1]! < 0xa0) i = buf.indexOf(0xed, i + 1);
-    if (i === -1 || i >= end - 1) return buf.toString('utf8', start, end);
-    let out = '';
-    for (let p = start; p < end; ) {
-      const b = buf[p]!;
-      if (b < 0x80) {
-        out += String.fromCharCode(b);
-        p += 1;
-      } else if (b < 0xe0) {
-        out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
-        p += 2;
-      } else {
-        out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
-        p += 3;
-      }
-    }
-    return out;
-  },
-};
-
-/** Encoded size of a key under keyCodec. */
-function encodedKeyBytes(key: string): number {
-  if (!SURROGATE.test(key)) return Buffer.byteLength(key);
-  let n = 0;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-  }
-  return n;
+/** One hash-index entry: a record's key, version and placement hash. */
+export interface HashEntry {
+  key: string;
+  version: string;
+  tombstone: boolean;
+  hash: bigint;
 }
 
-/**
- * Records are hand-packed rather than msgpack: the value bytes go in verbatim
- * after a small header, and `list` and the version check read only the header.
- *
- *   [format u8][flags u8][version length u8][content-type length u16 BE]
- *   [version ascii][content type utf8][value bytes]
- */
-function encodeRecord(rec: ReplicaRecord): Buffer {
-  const vlen = rec.version.length;
-  const ctlen = Buffer.byteLength(rec.contentType);
-  const value = rec.tombstone ? EMPTY : rec.value;
-  const out = Buffer.allocUnsafe(HEADER_BYTES + vlen + ctlen + value.length);
-  out[0] = RECORD_FORMAT;
-  out[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
-  out[2] = vlen;
-  out.writeUInt16BE(ctlen, 3);
-  out.write(rec.version, HEADER_BYTES, 'latin1');
-  out.write(rec.contentType, HEADER_BYTES + vlen, 'utf8');
-  out.set(value, HEADER_BYTES + vlen + ctlen);
-  return out;
-}
-
-/**
- * lmdb-js hands the decoder its shared read buffer (it is overwritten by the
- * next read), so decode copies what it keeps. In header-only mode the value is
- * skipped entirely; lists and the version check inside the write transaction
- * use it so they never copy values they do not need.
- */
-class RecordCodec {
-  headerOnly = false;
-
-  encode(_rec: unknown): never {
-    // Every put passes pre-encoded bytes through asBinary.
-    throw new Error('records must be written with asBinary(encodeRecord(rec))');
-  }
-
-  decode(source: Uint8Array): ReplicaRecord {
-    const size = source.length;
-    const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, size);
-    if (buf[0] !== RECORD_FORMAT || size < HEADER_BYTES) {
-      throw new Error(`unknown record format ${buf[0]} (${size} bytes)`);
-    }
-    const tombstone = (buf[1]! & FLAG_TOMBSTONE) !== 0;
-    const vend = HEADER_BYTES + buf[2]!;
-    const ctend = vend + ((buf[3]! << 8) | buf[4]!);
-    const version = buf.toString('latin1', HEADER_BYTES, vend);
-    if (this.headerOnly) return { value: EMPTY, version, tombstone, contentType: '' };
-    const contentType = buf.toString('utf8', vend, ctend);
-    let value = EMPTY;
-    if (size > ctend) {
-      value = Buffer.allocUnsafe(size - ctend);
-      buf.copy(value, 0, ctend, size);
-    }
-    return { value, version, tombstone, contentType };
-  }
+/** A write prepared outside the write lock: every byte is ready. */
+interface PreparedWrite {
+  key: string;
+  version: string;
+  record: ReplicaRecord;
+  index: IndexWrite;
 }
 
 export class Storage {
+  readonly hints: HintStore;
+  /** Largest encoded key accepted: LMDB's key limit less a hint key's prefix (1913 bytes by default). */
+  readonly maxKeyBytes: number;
+  private readonly hashIndex: HashIndex;
   private closing: Promise<void> | null = null;
 
   private constructor(
     private readonly root: RootDatabase,
     private readonly records: Database<ReplicaRecord, string>,
+    dbs: { index: Database<IndexValue, Buffer>; hints: Database<Buffer, Buffer> },
     private readonly codec: RecordCodec,
-    /** Largest encoded key LMDB accepts (1978 bytes with the default page size). */
-    readonly maxKeyBytes: number,
-  ) {}
+    indexCodec: IndexCodec,
+    /** The one-time migration open() ran, for the caller to log; null when none. */
+    readonly migration: Migration | null,
+  ) {
+    this.maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize - HINT_KEY_OVERHEAD;
+    this.hashIndex = new HashIndex(dbs.index, indexCodec);
+    this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes);
+  }
 
-  /** Opens (creating if needed) the environment in dir. Synchronous. */
+  /** Opens (creating if needed) the environment in dir, migrating an older layout. Synchronous. */
   static open(dir: string): Storage {
     mkdirSync(dir, { recursive: true });
     // overlappingSync off: every commit is fsynced before its promise
     // resolves, so a resolved put is on disk with no second promise to track.
-    // Measured no slower than overlapping flushes here (batches grow while
-    // the fsync runs). Never noSync/noMetaSync: acknowledged writes must
-    // survive a crash.
-    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 4, overlappingSync: false });
+    // Never noSync/noMetaSync: acknowledged writes must survive a crash.
+    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8, overlappingSync: false });
     try {
       const meta = root.openDB<unknown, string>({ name: 'meta' });
       const codec = new RecordCodec();
-      // keyEncoder is missing from lmdb-js's DatabaseOptions typings.
+      // keyEncoder and encoder objects are missing from lmdb-js's DatabaseOptions typings.
       const recordOptions = { name: 'records', keyEncoder: keyCodec, encoder: codec };
       const records = root.openDB<ReplicaRecord, string>(recordOptions as { name: string });
-      const layout = meta.get('layout') as typeof LAYOUT | undefined;
+      const indexCodec = new IndexCodec();
+      const indexOptions = { name: 'hash-index', keyEncoding: 'binary' as const, encoder: indexCodec };
+      const index = root.openDB<IndexValue, Buffer>(indexOptions as { name: string });
+      const hints = root.openDB<Buffer, Buffer>({ name: 'hints', keyEncoding: 'binary', encoding: 'binary' });
+      const layout = meta.get('layout') as { format: number; keyOrder: string } | undefined;
+      let migration: Migration | null = null;
       if (!layout) {
         meta.putSync('layout', LAYOUT);
-      } else if (layout.format !== LAYOUT.format || layout.keyOrder !== LAYOUT.keyOrder) {
+      } else if (layout.keyOrder !== LAYOUT.keyOrder || !(layout.format === 1 || layout.format === LAYOUT.format)) {
         throw new Error(
           `${dir} holds storage layout ${JSON.stringify(layout)}; this FlexStore reads ${JSON.stringify(LAYOUT)}`,
         );
+      } else if (layout.format === 1) {
+        // The layout is bumped only after the whole index is written, so a
+        // crash mid-migration simply starts it again.
+        migration = HashIndex.build(root, records, index, codec);
+        meta.putSync('layout', LAYOUT);
       }
-      const maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize;
-      return new Storage(root, records, codec, maxKeyBytes);
+      return new Storage(root, records, { index, hints }, codec, indexCodec, migration);
     } catch (err) {
       void root.close();
       throw err;
@@ -224,29 +132,46 @@ export class Storage {
     return this.records.get(key) ?? null;
   }
 
+  /** get() for each key, in order. */
+  getMany(keys: readonly string[]): Array<ReplicaRecord | null> {
+    for (const key of keys) this.checkKey(key);
+    // Synchronous reads in one event turn share lmdb-js's read transaction: one snapshot.
+    return keys.map((key) => this.records.get(key) ?? null);
+  }
+
   /**
    * Stores rec if rec.version is newer than the held version; resolves after
    * the commit is on disk with the version held afterwards.
    */
   async put(key: string, rec: ReplicaRecord): Promise<PutResult> {
-    this.checkKey(key);
-    if (!isVersion(rec.version)) throw new InvalidRequest(`invalid version ${JSON.stringify(rec.version)}`);
-    if (Buffer.byteLength(rec.contentType) > MAX_CONTENT_TYPE_BYTES) {
-      throw new InvalidRequest('content type is longer than 65535 bytes');
-    }
-    // asBinary bypasses the codec's encode: the bytes are ready and no
-    // encoding work happens inside the write lock.
-    const encoded = asBinary(encodeRecord(rec)) as unknown as ReplicaRecord;
-    const version = rec.version;
+    const w = this.prepare(key, rec);
     // The callback runs inside the batch's write transaction, serialised with
     // every other write, so read-compare-write is atomic. It resolves after the
     // (synced) commit, including for a write that was not applied.
-    return this.records.transaction((): PutResult => {
-      const held = this.headerOf(key);
-      if (held && held.version >= version) return { applied: false, version: held.version };
-      void this.records.put(key, encoded);
-      return { applied: true, version };
+    const { applied, version, delta } = await this.records.transaction(() => this.writeInTxn(w));
+    if (delta) this.hashIndex.committed([delta]);
+    return { applied, version };
+  }
+
+  /**
+   * put() for many records in one transaction, each last-writer-wins on its
+   * own (a second record for one key is compared with the first). Resolves
+   * after the commit is on disk with how many were applied. Every record is
+   * validated before anything is written: one bad record rejects the batch.
+   */
+  async putMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
+    const writes = items.map(({ key, rec }) => this.prepare(key, rec));
+    if (writes.length === 0) return { applied: 0 };
+    const deltas = await this.records.transaction(() => {
+      const out: DigestDelta[] = [];
+      for (const w of writes) {
+        const { delta } = this.writeInTxn(w);
+        if (delta) out.push(delta);
+      }
+      return out;
     });
+    this.hashIndex.committed(deltas);
+    return { applied: deltas.length };
   }
 
   /** Keys in JS string order with their versions, tombstones included. */
@@ -280,6 +205,66 @@ export class Storage {
     return { entries, more };
   }
 
+  /**
+   * Calls visit for each record whose hash is in [start, end] (inclusive), in
+   * (hash, key) order, until visit returns false. Synchronous, one snapshot.
+   */
+  scanHashRange(start: bigint, end: bigint, visit: (e: HashEntry) => boolean | void, opts: HashScanOptions = {}): void {
+    this.hashIndex.scan(start, end, (key, hash, v) => visit({ key, version: v.version, tombstone: v.tombstone, hash }), opts);
+  }
+
+  /** Up to limit entries of scanHashRange; `more` when the range holds others after them. */
+  hashRangePage(start: bigint, end: bigint, limit: number, opts: HashScanOptions = {}): { entries: HashEntry[]; more: boolean } {
+    const entries: HashEntry[] = [];
+    let more = false;
+    this.scanHashRange(start, end, (e) => {
+      if (entries.length === limit) {
+        more = true;
+        return false;
+      }
+      entries.push(e);
+    }, opts);
+    return { entries, more };
+  }
+
+  /**
+   * Digest of each [start, end] range: the XOR of the entry hashes of the
+   * records whose hash is in it, as 16 hex digits. Equal on two replicas that
+   * hold the same versions of the same keys there.
+   */
+  digests(ranges: ReadonlyArray<readonly [bigint, bigint]>): string[] {
+    return ranges.map(([start, end]) => this.hashIndex.digest(start, end));
+  }
+
+  /**
+   * Removes every tombstone whose version's wall time is before olderThanWallMs,
+   * in batches; a key written again since it was seen is left alone.
+   * Resolves with how many were removed.
+   */
+  async purgeTombstones(olderThanWallMs: number): Promise<number> {
+    let removed = 0;
+    let after: Buffer | undefined;
+    do {
+      const { found, next } = this.hashIndex.tombstonesBefore(olderThanWallMs, after, PURGE_SCAN_CHUNK);
+      after = next;
+      if (found.length === 0) continue;
+      const deltas = await this.records.transaction(() => {
+        const out: DigestDelta[] = [];
+        for (const c of found) {
+          // The record is the authority: a key written again since the scan is kept.
+          const held = this.headerOf(c.key);
+          if (!held?.tombstone || held.version !== c.version) continue;
+          void this.records.remove(c.key);
+          out.push(this.hashIndex.remove(c.key, held.version));
+        }
+        return out;
+      });
+      this.hashIndex.committed(deltas);
+      removed += deltas.length;
+    } while (after);
+    return removed;
+  }
+
   /** Number of keys held, tombstones included. */
   count(): number {
     return (this.records.getStats() as { entryCount: number }).entryCount;
@@ -289,6 +274,31 @@ export class Storage {
   close(): Promise<void> {
     this.closing ??= this.root.close();
     return this.closing;
+  }
+
+  private prepare(key: string, rec: ReplicaRecord): PreparedWrite {
+    this.checkKey(key);
+    if (!isVersion(rec.version)) throw new InvalidRequest(`invalid version ${JSON.stringify(rec.version)}`);
+    if (Buffer.byteLength(rec.contentType) > MAX_CONTENT_TYPE_BYTES) {
+      throw new InvalidRequest('content type is longer than 65535 bytes');
+    }
+    // asBinary bypasses the codec's encode: the bytes are ready and no
+    // encoding work happens inside the write lock.
+    const record = asBinary(encodeRecord(rec)) as unknown as ReplicaRecord;
+    const index = HashIndex.prepare(key, rec.version, rec.tombstone);
+    return { key, version: rec.version, record, index };
+  }
+
+  /**
+   * The last-writer-wins step, inside a write transaction. The record's
+   * header is the authority on the held version; the index mirrors it.
+   */
+  private writeInTxn(w: PreparedWrite): PutResult & { delta?: DigestDelta } {
+    const held = this.headerOf(w.key);
+    if (held && held.version >= w.version) return { applied: false, version: held.version };
+    void this.records.put(w.key, w.record);
+    const delta = this.hashIndex.write(w.index, held?.version);
+    return { applied: true, version: w.version, delta };
   }
 
   private headerOf(key: string): ReplicaRecord | undefined {

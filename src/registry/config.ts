@@ -12,6 +12,26 @@ export interface RegistryConfig {
   sweepIntervalMs: number;
   /** Upper bound on the `wait` of a blocking GET /nodes. Default 60 s. */
   maxWaitSeconds: number;
+  /**
+   * Copies of each key and virtual nodes per member: the registry computes
+   * placement to know which members must acquire ranges before a join or a
+   * leave completes. Must equal the gateways' settings. Defaults 3 and 256.
+   */
+  replicationFactor: number;
+  vnodes: number;
+  /**
+   * Tombstones younger than this are never purged, and a member down longer
+   * than this is refused when it comes back (its data could resurrect keys
+   * deleted meanwhile: wipe its data dir and add it as a new member).
+   * Default 10 days.
+   */
+  tombstoneGraceMs: number;
+  /**
+   * A member down this long is decommissioned automatically (its ranges are
+   * re-replicated from the survivors). 0 turns this off (the default); must
+   * be less than tombstoneGraceMs.
+   */
+  downRemoveAfterMs: number;
   /** pino level: fatal, error, warn, info, debug, trace or silent. Default info. */
   logLevel: string;
 }
@@ -23,5 +43,9 @@ export const defaultRegistryConfig: RegistryConfig = {
   downAfterMs: 3000,
   sweepIntervalMs: 250,
   maxWaitSeconds: 60,
+  replicationFactor: 3,
+  vnodes: 256,
+  tombstoneGraceMs: 10 * 24 * 3600 * 1000,
+  downRemoveAfterMs: 0,
   logLevel: 'info',
 };

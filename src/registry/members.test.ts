@@ -99,8 +99,8 @@ describe('MemberTable', () => {
     t.register({ url: 'http://h:1', id: 'a' }, T0);
     t.register({ url: 'http://h:2', id: 'b' }, T0);
     assert.equal(t.remove({ id: 'a', url: 'http://h:2' }), undefined);
-    assert.equal(t.remove({ url: 'http://h:2' })?.id, 'b');
-    assert.equal(t.remove({ id: 'a' })?.url, 'http://h:1');
+    assert.equal(t.remove({ url: 'http://h:2' })?.member.id, 'b');
+    assert.equal(t.remove({ id: 'a' })?.member.url, 'http://h:1');
     assert.equal(t.remove({ id: 'a' }), undefined);
     assert.equal(t.size, 0);
     assert.equal(t.index, 4);
@@ -108,10 +108,10 @@ describe('MemberTable', () => {
 
   it('load starts every member down and resumes past the persisted index', () => {
     const t = new MemberTable({ downAfterMs: 1000 });
-    t.load([{ id: 'a', url: 'http://h:1', registeredAt: 1, lastHeartbeat: 2 }], 41);
+    t.load([{ id: 'a', url: 'http://h:1', registeredAt: T0 - 2, lastHeartbeat: T0 - 1 }], 41);
     assert.equal(t.index, 42);
     assert.equal(t.view().members[0]!.state, 'down');
-    assert.equal(t.view().members[0]!.lastHeartbeat, 2);
+    assert.equal(t.view().members[0]!.lastHeartbeat, T0 - 1);
     t.register({ url: 'http://h:1', id: 'a' }, T0);
     assert.equal(t.index, 43);
     assert.equal(t.upCount, 1);
@@ -160,5 +160,68 @@ describe('MemberTable', () => {
       assert.equal(t.waiting, 0);
       await t.waitForChange(0, 60_000);
     });
+  });
+});
+
+describe('MemberTable phases: joins and leaves complete only after the acquirers synced', () => {
+  const progress = (syncedEpoch: number) => ({
+    syncedEpoch,
+    rangesTotal: 0,
+    rangesDone: 0,
+    keysMoved: 0,
+    keysMovedTotal: 0,
+  });
+
+  it('the first member is active at once; later ones join', () => {
+    const t = new MemberTable({ downAfterMs: 1000, vnodes: 16 });
+    assert.equal(t.register({ url: 'http://h:1', id: 'a' }, T0).member.phase, 'active');
+    assert.equal(t.register({ url: 'http://h:2', id: 'b' }, T0).member.phase, 'joining');
+    assert.deepEqual(t.pendingAcquirers(), ['b']);
+    // A report for an older epoch does not complete the join.
+    t.register({ url: 'http://h:2', id: 'b', transfer: progress(t.epoch - 1) }, T0 + 1);
+    assert.equal(t.find({ id: 'b' })?.phase, 'joining');
+    t.register({ url: 'http://h:2', id: 'b', transfer: progress(t.epoch) }, T0 + 2);
+    assert.equal(t.find({ id: 'b' })?.phase, 'active');
+    assert.deepEqual(t.pendingAcquirers(), []);
+  });
+
+  it('a leaving member stays until the new owners synced, then is removed and refused', () => {
+    const changes: number[] = [];
+    const t = new MemberTable({ downAfterMs: 1000, vnodes: 16, onMembershipChange: () => changes.push(t.index) });
+    for (const id of ['a', 'b', 'c', 'd']) {
+      t.register({ url: `http://${id}`, id }, T0);
+      t.register({ url: `http://${id}`, id, transfer: progress(t.epoch) }, T0);
+    }
+    for (const id of ['a', 'b', 'c', 'd']) assert.equal(t.find({ id })?.phase, 'active', id);
+    const res = t.remove({ id: 'd' }, {}, T0 + 10);
+    assert.equal(res?.removedNow, false);
+    assert.equal(t.find({ id: 'd' })?.phase, 'leaving');
+    const pending = t.pendingAcquirers();
+    assert.ok(pending.length > 0 && !pending.includes('d'));
+    for (const id of pending) t.register({ url: `http://${id}`, id, transfer: progress(t.epoch) }, T0 + 20);
+    assert.equal(t.find({ id: 'd' }), undefined);
+    assert.throws(() => t.register({ url: 'http://d', id: 'd' }, T0 + 30), /removed/);
+    assert.ok(changes.length > 0);
+  });
+
+  it('refuses a member that was down longer than the tombstone grace', () => {
+    const t = new MemberTable({ downAfterMs: 100, tombstoneGraceMs: 1000 });
+    t.register({ url: 'http://h:1', id: 'a' }, T0);
+    t.sweep(T0 + 500);
+    assert.equal(t.find({ id: 'a' })?.state, 'down');
+    assert.throws(() => t.register({ url: 'http://h:1', id: 'a' }, T0 + 5000), /tombstone grace/);
+  });
+
+  it('DOWN_REMOVE_AFTER decommissions a member that stays down', () => {
+    const t = new MemberTable({ downAfterMs: 100, downRemoveAfterMs: 1000, vnodes: 16 });
+    for (const id of ['a', 'b', 'c']) {
+      t.register({ url: `http://${id}`, id }, T0);
+      t.register({ url: `http://${id}`, id, transfer: progress(t.epoch) }, T0);
+    }
+    t.register({ url: 'http://a', id: 'a' }, T0 + 1500);
+    t.register({ url: 'http://b', id: 'b' }, T0 + 1500);
+    t.sweep(T0 + 1500);
+    // With three members and N=3 nobody has to acquire anything: c is gone at once.
+    assert.equal(t.find({ id: 'c' }), undefined);
   });
 });

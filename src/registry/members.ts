@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Member, MemberView } from '../cluster/types.js';
+import { Conflict } from '../cluster/errors.js';
+import { Placement, phaseOf, type MemberPhase } from '../cluster/placement.js';
+import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 
 /**
  * The registry's member table: who is in the ring (ids and urls), who is up,
@@ -12,7 +14,13 @@ import type { Member, MemberView } from '../cluster/types.js';
  *
  * Membership is separate from liveness (see DESIGN.md): a member that stops
  * heartbeating turns `down` but stays in the table, so placement does not move.
- * Only an explicit deregister removes it.
+ *
+ * Membership changes go through phases (see src/cluster/placement.ts): a new
+ * member is `joining` until it has pulled its ranges, a deregistered one is
+ * `leaving` until its ranges have been pulled by their new owners. `epoch`
+ * counts placement changes; a change completes when every acquirer reports
+ * (in its heartbeat) a finished sync pass for the current epoch. Removed ids
+ * are remembered so a removed server cannot come back with stale data.
  */
 
 export const MEMBER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -48,6 +56,15 @@ export interface MemberTableOptions {
   /** A member whose last heartbeat is older than this is marked down by sweep(). */
   downAfterMs: number;
   log?: MemberTableLog;
+  /** Placement settings used to find acquirers. Defaults 3 and 256. */
+  replicationFactor?: number;
+  vnodes?: number;
+  /** A member down longer than this is refused when it returns. Default 10 days. */
+  tombstoneGraceMs?: number;
+  /** Down this long → decommissioned automatically. 0 (default) = never. */
+  downRemoveAfterMs?: number;
+  /** Called after every change the member file must record. */
+  onMembershipChange?: () => void;
 }
 
 /** What the persisted file keeps of a member; state is never persisted. */
@@ -56,6 +73,20 @@ export interface MemberRecord {
   url: string;
   registeredAt: number;
   lastHeartbeat: number;
+  phase?: MemberPhase;
+}
+
+export interface RegisterRequest {
+  url: string;
+  id?: string;
+  transfer?: TransferProgress;
+  tcpPort?: number;
+}
+
+export interface RemoveResult {
+  member: Member;
+  /** True when the member left the table now; false when it started leaving. */
+  removedNow: boolean;
 }
 
 export interface RegisterResult {
@@ -82,14 +113,35 @@ export class MemberTable {
   private readonly log: MemberTableLog;
   private currentIndex = 0;
   private closed = false;
+  private currentEpoch = 0;
+  /** Removed member id → when. */
+  private readonly removed = new Map<string, number>();
+  private readonly replicationFactor: number;
+  private readonly vnodes: number;
+  readonly tombstoneGraceMs: number;
+  private readonly downRemoveAfterMs: number;
+  private readonly onMembershipChange: () => void;
 
   constructor(opts: MemberTableOptions) {
     this.downAfterMs = opts.downAfterMs;
     this.log = opts.log ?? silentLog;
+    this.replicationFactor = opts.replicationFactor ?? 3;
+    this.vnodes = opts.vnodes ?? 256;
+    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? 10 * 24 * 3600 * 1000;
+    this.downRemoveAfterMs = opts.downRemoveAfterMs ?? 0;
+    this.onMembershipChange = opts.onMembershipChange ?? (() => {});
   }
 
   get index(): number {
     return this.currentIndex;
+  }
+
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  removedIds(): Array<{ id: string; at: number }> {
+    return [...this.removed].map(([id, at]) => ({ id, at }));
   }
 
   get size(): number {
@@ -108,12 +160,18 @@ export class MemberTable {
    * resumes past the persisted one so that it rarely goes backwards across a
    * restart (it still can, since state changes are not persisted).
    */
-  load(records: readonly MemberRecord[], persistedIndex = 0): void {
+  load(
+    records: readonly MemberRecord[],
+    persistedIndex = 0,
+    extra: { epoch?: number; removed?: Array<{ id: string; at: number }> } = {},
+  ): void {
     this.members.clear();
     for (const r of records) {
-      this.members.set(r.id, { ...r, state: 'down' });
+      this.members.set(r.id, { ...r, phase: r.phase ?? 'active', state: 'down' });
     }
     this.currentIndex = Math.max(this.currentIndex, persistedIndex);
+    this.currentEpoch = Math.max(this.currentEpoch, extra.epoch ?? 0);
+    for (const r of extra.removed ?? []) this.removed.set(r.id, r.at);
     this.bump();
   }
 
@@ -122,15 +180,32 @@ export class MemberTable {
    * A different id with an already-known url replaces the old member: that is
    * a KV server whose data dir (and so its stable id) was wiped.
    */
-  register(req: { url: string; id?: string }, now: number): RegisterResult {
+  register(req: RegisterRequest, now: number): RegisterResult {
     const id = req.id ?? deriveMemberId(req.url);
     let changed = false;
     let membershipChanged = false;
     let replacedId: string | undefined;
 
+    if (this.removed.has(id)) {
+      throw new Conflict(
+        `member ${id} was removed from the ring; wipe its data dir and start it again to add it as a new member`,
+        { id },
+      );
+    }
+    const known = this.members.get(id);
+    if (known && known.state === 'down' && known.lastHeartbeat > 0 && now - known.lastHeartbeat > this.tombstoneGraceMs) {
+      throw new Conflict(
+        `member ${id} was down for longer than the tombstone grace (${this.tombstoneGraceMs} ms) and may hold deleted data; ` +
+          'remove it (DELETE /deregister), wipe its data dir and start it again as a new member',
+        { id, downForMs: now - known.lastHeartbeat },
+      );
+    }
+
     for (const other of this.members.values()) {
       if (other.url === req.url && other.id !== id) {
         this.members.delete(other.id);
+        this.removed.set(other.id, now);
+        this.currentEpoch++;
         replacedId = other.id;
         changed = membershipChanged = true;
         this.log.warn(
@@ -143,10 +218,15 @@ export class MemberTable {
 
     let member = this.members.get(id);
     if (!member) {
-      member = { id, url: req.url, state: 'up', lastHeartbeat: now, registeredAt: now };
+      // The first member owns everything at once; later ones pull their ranges first.
+      const hasActive = [...this.members.values()].some((m) => phaseOf(m) === 'active');
+      const phase: MemberPhase = hasActive ? 'joining' : 'active';
+      member = { id, url: req.url, state: 'up', phase, lastHeartbeat: now, registeredAt: now };
+      if (req.tcpPort !== undefined) member.tcpPort = req.tcpPort;
       this.members.set(id, member);
+      this.currentEpoch++;
       changed = membershipChanged = true;
-      this.log.info({ id, url: req.url }, 'member joined');
+      this.log.info({ id, url: req.url, phase, epoch: this.currentEpoch }, 'member joined');
     } else {
       if (member.url !== req.url) {
         this.log.info({ id, oldUrl: member.url, url: req.url }, 'member changed url');
@@ -160,21 +240,50 @@ export class MemberTable {
       }
       member.lastHeartbeat = Math.max(member.lastHeartbeat, now);
     }
+    if (req.transfer) member.transfer = req.transfer;
+    if (req.tcpPort !== member.tcpPort) {
+      // Gateways must learn a new replica port at once: it changes how they reach the member.
+      if (req.tcpPort === undefined) delete member.tcpPort;
+      else member.tcpPort = req.tcpPort;
+      changed = true;
+    }
 
+    if (this.maybeComplete(now)) changed = membershipChanged = true;
     if (changed) this.bump();
+    if (membershipChanged) this.onMembershipChange();
     const result: RegisterResult = { member: { ...member }, changed, membershipChanged };
     if (replacedId !== undefined) result.replacedId = replacedId;
     return result;
   }
 
-  /** Removes the member with this id (or, without an id, this url). */
-  remove(q: { id?: string; url?: string }): Member | undefined {
-    const member = this.find(q);
+  /**
+   * Decommissions the member with this id (or, without an id, this url). An
+   * active member starts leaving: it stays in the ring, serving, until its
+   * ranges have moved. A joining member, or any member with `force`, is
+   * removed at once (forcing skips the hand-off: use it only for a member
+   * whose data is gone).
+   */
+  remove(q: { id?: string; url?: string }, opts: { force?: boolean } = {}, now = Date.now()): RemoveResult | undefined {
+    const member = this.members.get(this.find(q)?.id ?? '');
     if (!member) return undefined;
-    this.members.delete(member.id);
+    let removedNow: boolean;
+    if (opts.force || phaseOf(member) === 'joining') {
+      this.drop(member, now);
+      removedNow = true;
+      this.log.info({ id: member.id, url: member.url, force: !!opts.force }, 'member removed');
+    } else if (phaseOf(member) === 'leaving') {
+      removedNow = false;
+    } else {
+      member.phase = 'leaving';
+      this.currentEpoch++;
+      removedNow = false;
+      this.log.info({ id: member.id, url: member.url, epoch: this.currentEpoch }, 'member is leaving; its ranges move to their new owners');
+    }
+    const snapshot = { ...member };
+    if (this.maybeComplete(now)) removedNow = !this.members.has(member.id);
     this.bump();
-    this.log.info({ id: member.id, url: member.url }, 'member deregistered');
-    return { ...member };
+    this.onMembershipChange();
+    return { member: snapshot, removedNow };
   }
 
   /** A copy of the member matching id (and url, when both are given). */
@@ -203,8 +312,67 @@ export class MemberTable {
         this.log.warn({ id: m.id, url: m.url, silentMs: now - m.lastHeartbeat }, 'member is down');
       }
     }
-    if (wentDown.length > 0) this.bump();
+    let membership = false;
+    if (this.downRemoveAfterMs > 0) {
+      for (const m of this.members.values()) {
+        if (m.state === 'down' && phaseOf(m) === 'active' && now - m.lastHeartbeat > this.downRemoveAfterMs) {
+          m.phase = 'leaving';
+          this.currentEpoch++;
+          membership = true;
+          this.log.warn(
+            { id: m.id, url: m.url, downForMs: now - m.lastHeartbeat },
+            'member down longer than DOWN_REMOVE_AFTER: removing it; the survivors re-replicate its ranges',
+          );
+        }
+      }
+    }
+    if (this.maybeComplete(now)) membership = true;
+    if (wentDown.length > 0 || membership) this.bump();
+    if (membership) this.onMembershipChange();
     return wentDown;
+  }
+
+  /** Members that must still finish a sync pass before the current change completes. */
+  pendingAcquirers(): string[] {
+    const placement = this.placement();
+    if (!placement.changing) return [];
+    return [...placement.acquirers()].filter(
+      (id) => (this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.currentEpoch,
+    );
+  }
+
+  private placement(): Placement {
+    return new Placement([...this.members.values()], this.replicationFactor, this.vnodes);
+  }
+
+  /**
+   * Completes a join or leave once every acquirer has synced the current
+   * epoch: joining members become active, leaving ones are removed. Returns
+   * true when it changed anything.
+   */
+  private maybeComplete(now: number): boolean {
+    const placement = this.placement();
+    if (!placement.changing) return false;
+    for (const id of placement.acquirers()) {
+      if ((this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.currentEpoch) return false;
+    }
+    for (const m of [...this.members.values()]) {
+      if (phaseOf(m) === 'joining') {
+        m.phase = 'active';
+        this.log.info({ id: m.id, url: m.url }, 'member joined the ring: its ranges are in place');
+      } else if (phaseOf(m) === 'leaving') {
+        this.drop(m, now);
+        this.log.info({ id: m.id, url: m.url }, 'member left the ring: its ranges have moved');
+      }
+    }
+    this.currentEpoch++;
+    return true;
+  }
+
+  private drop(m: Member, now: number): void {
+    this.members.delete(m.id);
+    this.removed.set(m.id, now);
+    this.currentEpoch++;
   }
 
   /** Members and the urls of the up ones, both sorted by id (never arrival order). */
@@ -216,16 +384,19 @@ export class MemberTable {
       nodes: members.filter((m) => m.state === 'up').map((m) => m.url),
       members,
       index: this.currentIndex,
+      epoch: this.currentEpoch,
+      tombstoneGraceMs: this.tombstoneGraceMs,
     };
   }
 
   /** What the member file keeps, sorted by id so the file diffs cleanly. */
   records(): MemberRecord[] {
-    return this.view().members.map(({ id, url, registeredAt, lastHeartbeat }) => ({
+    return this.view().members.map(({ id, url, registeredAt, lastHeartbeat, phase }) => ({
       id,
       url,
       registeredAt,
       lastHeartbeat,
+      phase: phase ?? 'active',
     }));
   }
 

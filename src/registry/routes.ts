@@ -1,16 +1,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InternalError, InvalidRequest, RouteNotFound } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
-import type { MemberView } from '../cluster/types.js';
+import type { MemberView, TransferProgress } from '../cluster/types.js';
 import type { RegistryConfig } from './config.js';
 import { MEMBER_ID_PATTERN, type MemberTable } from './members.js';
 
 /**
  * The registry's HTTP API.
  *
- *   POST /register, POST /heartbeat   {"node_url", "id"?} → {"success", "id", "node_url", "index"}
+ *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?} → {"success", "id", "node_url", "index"}
+ *                                     409 CONFLICT for a removed member or one down past the tombstone grace
  *   GET  /nodes[?index=n&wait=s]      → MemberView; blocks while index <= n, up to wait seconds
- *   DELETE|POST /deregister           {"node_url"} or {"id"} → {"success", "id", "index"}
+ *   DELETE|POST /deregister           {"node_url"} or {"id"}, "force"? → {"success", "id", "index", "phase"}
+ *                                     an active member starts leaving; it is removed once its ranges moved
  *   GET  /health                      → {"status", "members", "up", "index"}
  *
  * Every answer carries X-FlexStore-Index, the table's index after the request.
@@ -51,10 +53,17 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     const body = bodyObject(req.body);
     const url = nodeUrl(body.node_url, true)!;
     const id = memberId(body.id);
-    const result = table.register(id === undefined ? { url } : { url, id }, Date.now());
-    if (result.membershipChanged) {
-      deps.persist().catch((err: unknown) => req.log.error({ err }, 'could not write the member file'));
-    }
+    const transfer = transferProgress(body.transfer);
+    const tcpPort = optionalPort(body.tcp_port);
+    const result = table.register(
+      {
+        url,
+        ...(id !== undefined && { id }),
+        ...(transfer && { transfer }),
+        ...(tcpPort !== undefined && { tcpPort }),
+      },
+      Date.now(),
+    );
     reply.header(INDEX_HEADER, String(table.index));
     return { success: true, id: result.member.id, node_url: result.member.url, index: table.index };
   };
@@ -67,7 +76,8 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     const id = memberId(body.id);
     if (url === undefined && id === undefined) throw new InvalidRequest('give "node_url" or "id" of the member to remove');
     const q = { ...(id !== undefined && { id }), ...(url !== undefined && { url }) };
-    const removed = table.remove(q);
+    const force = body.force === true || (req.query as Record<string, unknown>)?.force === 'true';
+    const removed = table.remove(q, { force });
     if (!removed) {
       const what = [id !== undefined && `id ${JSON.stringify(id)}`, url !== undefined && `node_url ${url}`]
         .filter(Boolean)
@@ -75,17 +85,23 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
       throw new RouteNotFound(`no member with ${what}`, q);
     }
     reply.header(INDEX_HEADER, String(table.index));
+    const removedId = removed.member.id;
     try {
       await deps.persist();
     } catch (err) {
       // The removal is in effect until the registry restarts, and then it is lost.
       throw new InternalError(
-        `member ${removed.id} was removed but the member file could not be written; retry the deregistration`,
-        { id: removed.id },
+        `member ${removedId} was deregistered but the member file could not be written; retry the deregistration`,
+        { id: removedId },
         { cause: err },
       );
     }
-    return { success: true, id: removed.id, index: table.index };
+    return {
+      success: true,
+      id: removedId,
+      index: table.index,
+      phase: removed.removedNow ? 'removed' : 'leaving',
+    };
   };
   app.delete('/deregister', deregister);
   app.post('/deregister', deregister);
@@ -160,6 +176,31 @@ function nodeUrl(value: unknown, required: boolean): string | undefined {
     throw new InvalidRequest(`"node_url" must be an http(s) URL, got ${JSON.stringify(value)}`);
   }
   return value.replace(/\/+$/, '');
+}
+
+/** The transfer progress a KV server reports in its heartbeat; ignored when malformed. */
+function transferProgress(value: unknown): TransferProgress | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  if (typeof v.syncedEpoch !== 'number') return undefined;
+  const out: TransferProgress = {
+    syncedEpoch: v.syncedEpoch,
+    rangesTotal: num(v.rangesTotal),
+    rangesDone: num(v.rangesDone),
+    keysMoved: num(v.keysMoved),
+    keysMovedTotal: num(v.keysMovedTotal),
+  };
+  if (v.hintsPending !== undefined) out.hintsPending = num(v.hintsPending);
+  return out;
+}
+
+function optionalPort(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new InvalidRequest('"tcp_port" must be an integer from 1 to 65535');
+  }
+  return value;
 }
 
 function memberId(value: unknown): string | undefined {

@@ -12,6 +12,8 @@ import { MemberStore } from './store.js';
 const BODY_LIMIT = 64 * 1024;
 /** How long close() lets released watches write their answers before cutting connections. */
 const WATCH_DRAIN_MS = 1000;
+/** How often heartbeat times are written to the member file. */
+const HEARTBEAT_SAVE_MS = 30_000;
 
 /**
  * Starts the service registry: loads the member list from
@@ -27,22 +29,44 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry' });
   const store = new MemberStore(cfg.dataDir);
   const persisted = await store.load();
-  const table = new MemberTable({ downAfterMs: cfg.downAfterMs, log: app.log });
+  let persist = (): Promise<void> => Promise.resolve();
+  const table = new MemberTable({
+    downAfterMs: cfg.downAfterMs,
+    log: app.log,
+    replicationFactor: cfg.replicationFactor,
+    vnodes: cfg.vnodes,
+    tombstoneGraceMs: cfg.tombstoneGraceMs,
+    downRemoveAfterMs: cfg.downRemoveAfterMs,
+    onMembershipChange: () => {
+      persist().catch((err: unknown) => app.log.error({ err }, 'could not write the member file'));
+    },
+  });
   if (persisted) {
-    table.load(persisted.members, persisted.index);
+    table.load(persisted.members, persisted.index, {
+      ...(persisted.epoch !== undefined && { epoch: persisted.epoch }),
+      ...(persisted.removed !== undefined && { removed: persisted.removed }),
+    });
     app.log.info({ members: persisted.members.length, file: store.file }, 'loaded the member list; all members down until they heartbeat');
   }
 
-  const persist = (): Promise<void> => store.save({ index: table.index, members: table.records() });
+  persist = (): Promise<void> =>
+    store.save({ index: table.index, epoch: table.epoch, members: table.records(), removed: table.removedIds() });
   const routes = registerRegistryRoutes(app, { table, config: cfg, persist });
 
   const sweeper = setInterval(() => table.sweep(Date.now()), cfg.sweepIntervalMs);
   sweeper.unref();
+  // Heartbeat times reach the file only now and then: enough for the
+  // tombstone-grace check after a restart to be off by at most this much.
+  const saver = setInterval(() => {
+    if (table.upCount > 0) persist().catch((err: unknown) => app.log.error({ err }, 'could not write the member file'));
+  }, HEARTBEAT_SAVE_MS);
+  saver.unref();
 
   try {
     await app.listen({ port: cfg.port, host: cfg.host });
   } catch (err) {
     clearInterval(sweeper);
+    clearInterval(saver);
     table.close();
     await app.close();
     throw err;
@@ -55,6 +79,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(sweeper);
+      clearInterval(saver);
       // Blocked watchers get the current view rather than a reset connection.
       table.close();
       await Promise.race([routes.watchesSettled(), delay(WATCH_DRAIN_MS, undefined, { ref: false })]);
@@ -81,6 +106,13 @@ function validateConfig(cfg: RegistryConfig): void {
   if (!(cfg.downAfterMs > 0)) fail('downAfterMs', 'must be > 0');
   if (!(cfg.sweepIntervalMs > 0)) fail('sweepIntervalMs', 'must be > 0');
   if (!(cfg.maxWaitSeconds >= 0)) fail('maxWaitSeconds', 'must be >= 0');
+  if (!Number.isInteger(cfg.replicationFactor) || cfg.replicationFactor < 1) fail('replicationFactor', 'must be an integer >= 1');
+  if (!Number.isInteger(cfg.vnodes) || cfg.vnodes < 1) fail('vnodes', 'must be an integer >= 1');
+  if (!(cfg.tombstoneGraceMs > 0)) fail('tombstoneGraceMs', 'must be > 0');
+  if (!(cfg.downRemoveAfterMs >= 0)) fail('downRemoveAfterMs', 'must be >= 0');
+  if (cfg.downRemoveAfterMs > 0 && cfg.downRemoveAfterMs >= cfg.tombstoneGraceMs) {
+    fail('downRemoveAfterMs', 'must be less than tombstoneGraceMs, or a removed member could miss tombstone purges');
+  }
 }
 
 /** A wildcard bind is reached through loopback; an IPv6 literal needs brackets in a URL. */

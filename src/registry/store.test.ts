@@ -32,7 +32,7 @@ describe('MemberStore', () => {
     const store = new MemberStore(dir);
     await store.save({ index: 7, members: [rec('a'), rec('b')] });
     const loaded = await new MemberStore(dir).load();
-    assert.deepEqual(loaded, { index: 7, members: [rec('a'), rec('b')] });
+    assert.deepEqual(loaded, { index: 7, epoch: 0, members: [rec('a'), rec('b')], removed: [] });
     assert.deepEqual(await readdir(dir), [MEMBER_FILE], 'no tmp file left behind');
   });
 

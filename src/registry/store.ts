@@ -25,6 +25,10 @@ export interface PersistedMembers {
   /** The table's index when the snapshot was taken. */
   index: number;
   members: MemberRecord[];
+  /** Placement epoch; absent in files written before phases existed. */
+  epoch?: number;
+  /** Ids removed from the ring, refused if they come back. */
+  removed?: Array<{ id: string; at: number }>;
 }
 
 /** The member file exists but cannot be trusted; the registry refuses to start. */
@@ -141,7 +145,8 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 function serialize(s: PersistedMembers): string {
-  return `${JSON.stringify({ version: FORMAT_VERSION, index: s.index, members: s.members }, null, 2)}\n`;
+  const body = { version: FORMAT_VERSION, index: s.index, epoch: s.epoch ?? 0, members: s.members, removed: s.removed ?? [] };
+  return `${JSON.stringify(body, null, 2)}\n`;
 }
 
 function parsePersisted(file: string, data: unknown): PersistedMembers {
@@ -158,16 +163,31 @@ function parsePersisted(file: string, data: unknown): PersistedMembers {
   const members = data.members.map((m: unknown, i: number): MemberRecord => {
     const where = `members[${i}]`;
     if (!isObject(m)) throw new CorruptMemberFile(file, `${where} is not an object`);
-    const { id, url, registeredAt, lastHeartbeat } = m;
+    const { id, url, registeredAt, lastHeartbeat, phase } = m;
     if (typeof id !== 'string' || id.length === 0) throw new CorruptMemberFile(file, `${where}.id is not a non-empty string`);
     if (seenIds.has(id)) throw new CorruptMemberFile(file, `duplicate member id ${JSON.stringify(id)}`);
     seenIds.add(id);
     if (typeof url !== 'string' || url.length === 0) throw new CorruptMemberFile(file, `${where}.url is not a non-empty string`);
     if (!isTimestamp(registeredAt)) throw new CorruptMemberFile(file, `${where}.registeredAt is not a timestamp`);
     if (!isTimestamp(lastHeartbeat)) throw new CorruptMemberFile(file, `${where}.lastHeartbeat is not a timestamp`);
-    return { id, url, registeredAt, lastHeartbeat };
+    if (phase !== undefined && phase !== 'joining' && phase !== 'active' && phase !== 'leaving') {
+      throw new CorruptMemberFile(file, `${where}.phase is not joining, active or leaving`);
+    }
+    return { id, url, registeredAt, lastHeartbeat, ...(phase !== undefined && { phase }) };
   });
-  return { index: index as number, members };
+  const epoch = data.epoch === undefined ? 0 : data.epoch;
+  if (!Number.isSafeInteger(epoch) || (epoch as number) < 0) {
+    throw new CorruptMemberFile(file, '"epoch" is not a non-negative integer');
+  }
+  const removedRaw = data.removed === undefined ? [] : data.removed;
+  if (!Array.isArray(removedRaw)) throw new CorruptMemberFile(file, '"removed" is not an array');
+  const removed = removedRaw.map((r: unknown, i: number) => {
+    if (!isObject(r) || typeof r.id !== 'string' || !isTimestamp(r.at)) {
+      throw new CorruptMemberFile(file, `removed[${i}] is not {id, at}`);
+    }
+    return { id: r.id, at: r.at };
+  });
+  return { index: index as number, members, epoch: epoch as number, removed };
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

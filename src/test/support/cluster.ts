@@ -48,12 +48,27 @@ export interface ClusterOptions {
   downAfterMs?: number;
   heartbeatMs?: number;
   extraGatewayArgs?: string[];
+  /** Extra flags for the registry (e.g. --tombstone-grace 3s). */
+  registryArgs?: string[];
+  /** Extra flags for every KV server (e.g. --anti-entropy-ms 1000). */
+  kvArgs?: string[];
+}
+
+/** How one KV server is started; kept in its slot so a restart reuses it. */
+export interface KvOptions {
+  /** Port to listen on; a free one when absent. */
+  port?: number;
+  /** URL the server registers under, e.g. a fault proxy in front of it. */
+  advertiseUrl?: string;
+  /** Registry URL this server heartbeats to, e.g. through a fault proxy. */
+  registryUrl?: string;
 }
 
 interface KvSlot {
   port: number;
   dataDir: string;
   proc: FlexProcess;
+  options: KvOptions;
 }
 
 /**
@@ -80,6 +95,8 @@ export class TestCluster {
       downAfterMs: 1000,
       heartbeatMs: 200,
       extraGatewayArgs: [],
+      registryArgs: [],
+      kvArgs: [],
       ...options,
     };
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
@@ -109,6 +126,11 @@ export class TestCluster {
     return `http://127.0.0.1:${this.kvs[i]!.port}`;
   }
 
+  /** The URL the registry and gateways know the KV server by (its advertise URL). */
+  memberUrl(i: number): string {
+    return this.kvs[i]!.options.advertiseUrl ?? this.kvUrl(i);
+  }
+
   async startRegistry(): Promise<void> {
     this.registry = new FlexProcess('registry', [
       'registry',
@@ -116,13 +138,15 @@ export class TestCluster {
       '--host', '127.0.0.1',
       '--data-dir', path.join(this.dir, 'registry'),
       '--down-after-ms', String(this.opts.downAfterMs),
+      '--replication-factor', String(this.opts.replicationFactor),
+      ...this.opts.registryArgs,
     ]);
     await this.waitHealthy(this.registry, `${this.registryUrl}/health`);
   }
 
-  async addKv(): Promise<number> {
-    const port = await freePort();
-    const slot: KvSlot = { port, dataDir: path.join(this.dir, `kv-${port}`), proc: undefined as never };
+  async addKv(options: KvOptions = {}): Promise<number> {
+    const port = options.port ?? (await freePort());
+    const slot: KvSlot = { port, dataDir: path.join(this.dir, `kv-${port}`), proc: undefined as never, options };
     this.kvs.push(slot);
     await this.startKv(this.kvs.length - 1);
     return this.kvs.length - 1;
@@ -134,9 +158,12 @@ export class TestCluster {
       'kv',
       '--port', String(slot.port),
       '--host', '127.0.0.1',
-      '--registry-url', this.registryUrl,
+      '--registry-url', slot.options.registryUrl ?? this.registryUrl,
       '--data-dir', slot.dataDir,
       '--heartbeat-ms', String(this.opts.heartbeatMs),
+      '--replication-factor', String(this.opts.replicationFactor),
+      ...this.opts.kvArgs,
+      ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
     ]);
     await this.waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
   }
@@ -158,21 +185,22 @@ export class TestCluster {
     return url;
   }
 
-  /** Waits until the gateway(s) see `count` members up. */
+  /** Waits until the gateway(s) see `count` members up and active (no join or leave in progress). */
   async waitForUp(count: number, gatewayUrl?: string): Promise<void> {
     const urls = gatewayUrl ? [gatewayUrl] : this.gateways.map((g) => `http://127.0.0.1:${g.port}`);
     for (const url of urls) {
-      await waitFor(`${count} members up at ${url}`, async () => {
+      await waitFor(`${count} members up and active at ${url}`, async () => {
         const res = await http('GET', `${url}/cluster`);
-        const up = (res.json?.members ?? []).filter((m: { state: string }) => m.state === 'up').length;
-        return up === count;
+        const members: Array<{ state: string; phase?: string }> = res.json?.members ?? [];
+        const up = members.filter((m) => m.state === 'up' && (m.phase ?? 'active') === 'active').length;
+        return up === count && members.length === count;
       });
     }
   }
 
   /** Waits until the registry reports the KV server as `state`. */
   async waitForState(i: number, state: 'up' | 'down'): Promise<void> {
-    const url = this.kvUrl(i);
+    const url = this.memberUrl(i);
     await waitFor(`${url} ${state} in the registry`, async () => {
       const res = await http('GET', `${this.registryUrl}/nodes`);
       return res.json?.members?.some((m: { url: string; state: string }) => m.url === url && m.state === state);
@@ -181,6 +209,30 @@ export class TestCluster {
 
   async killKv(i: number): Promise<void> {
     await this.kvs[i]!.proc.kill();
+  }
+
+  /** SIGSTOP: the process keeps its sockets open but answers nothing. */
+  pauseKv(i: number): void {
+    this.kvs[i]!.proc.signal('SIGSTOP');
+  }
+
+  resumeKv(i: number): void {
+    this.kvs[i]!.proc.signal('SIGCONT');
+  }
+
+  /** kill -9 of the registry and, after `downMs`, a new one on the same port and data dir. */
+  async restartRegistry(downMs = 0): Promise<void> {
+    await this.registry.kill();
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.startRegistry();
+  }
+
+  /** Asks the registry to remove the KV server from the ring (DELETE /deregister). */
+  async decommission(i: number): Promise<HttpResult> {
+    return http('DELETE', `${this.registryUrl}/deregister`, {
+      body: JSON.stringify({ node_url: this.memberUrl(i) }),
+      headers: { 'content-type': 'application/json' },
+    });
   }
 
   async stop(): Promise<void> {

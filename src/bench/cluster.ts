@@ -1,0 +1,146 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Consistency } from '../cluster/types.js';
+import { BIN, freePort } from '../test/support/process.js';
+import { ChildService, fetchJson, waitUntil } from './child.js';
+
+export interface BenchClusterOptions {
+  kvCount: number;
+  replicationFactor: number;
+  consistency: Consistency;
+}
+
+/**
+ * A FlexStore cluster of separate processes on loopback, started through the
+ * CLI exactly as an operator would: one registry, `kvCount` KV servers and
+ * one gateway, with data in a temp dir that stop() removes.
+ *
+ * Heartbeat and down-after intervals are the production defaults: under full
+ * load on a small machine a shorter down-after would mark busy servers down
+ * and measure failover instead of steady state.
+ */
+/** A FlexStore process started through the CLI shim, optionally with Node.js flags of its own. */
+function flexProcess(name: string, args: string[], nodeFlags: string[] = []): ChildService {
+  return new ChildService(name, process.execPath, [...nodeFlags, BIN, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn' },
+  });
+}
+
+export class BenchCluster {
+  registryPort = 0;
+  gatewayPort = 0;
+  registry!: ChildService;
+  gateway!: ChildService;
+  readonly kvs: Array<{ port: number; dataDir: string; proc: ChildService }> = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly opts: BenchClusterOptions,
+  ) {}
+
+  static async start(opts: BenchClusterOptions): Promise<BenchCluster> {
+    const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-bench-'));
+    const c = new BenchCluster(dir, opts);
+    try {
+      c.registryPort = await freePort();
+      c.registry = flexProcess('registry', [
+        'registry',
+        '--port', String(c.registryPort),
+        '--host', '127.0.0.1',
+        '--data-dir', path.join(dir, 'registry'),
+        '--log-level', 'warn',
+      ]);
+      await c.waitHealthy(c.registry, `${c.registryUrl}/health`);
+      for (let i = 0; i < opts.kvCount; i++) {
+        const port = await freePort();
+        const dataDir = path.join(dir, `kv-${i}`);
+        const proc = flexProcess(`kv${i}`, [
+          'kv',
+          '--port', String(port),
+          '--host', '127.0.0.1',
+          '--registry-url', c.registryUrl,
+          '--data-dir', dataDir,
+          '--log-level', 'warn',
+        ]);
+        c.kvs.push({ port, dataDir, proc });
+        await c.waitHealthy(proc, `http://127.0.0.1:${port}/health-check`);
+      }
+      c.gatewayPort = await freePort();
+      await c.startGateway();
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    return c;
+  }
+
+  get registryUrl(): string {
+    return `http://127.0.0.1:${this.registryPort}`;
+  }
+
+  get gatewayUrl(): string {
+    return `http://127.0.0.1:${this.gatewayPort}`;
+  }
+
+  kvUrl(i: number): string {
+    return `http://127.0.0.1:${this.kvs[i]!.port}`;
+  }
+
+  /**
+   * (Re)starts the gateway on its port. The gateway holds no data, so a
+   * restart between preload and measurement is invisible to the results;
+   * it lets a profiled gateway see only the measured traffic.
+   */
+  async startGateway(nodeFlags: string[] = []): Promise<void> {
+    if (this.gateway?.running) await this.gateway.stop();
+    this.gateway = flexProcess(
+      'gateway',
+      [
+        'gateway',
+        '--port', String(this.gatewayPort),
+        '--host', '127.0.0.1',
+        '--registry-url', this.registryUrl,
+        '--replication-factor', String(this.opts.replicationFactor),
+        '--consistency', this.opts.consistency,
+        '--log-level', 'warn',
+      ],
+      nodeFlags,
+    );
+    await this.waitHealthy(this.gateway, `${this.gatewayUrl}/cluster`);
+    await waitUntil(`${this.opts.kvCount} KV servers up at the gateway`, async () => {
+      const res = await fetchJson('GET', `${this.gatewayUrl}/cluster`);
+      const members = (res.json?.members ?? []) as Array<{ state: string }>;
+      return members.filter((m) => m.state === 'up').length === this.opts.kvCount;
+    });
+  }
+
+  /** Graceful stop, so a gateway started with --cpu-prof writes its profile. */
+  async stopGateway(): Promise<void> {
+    await this.gateway?.stop(10_000);
+  }
+
+  kvPids(): number[] {
+    return this.kvs.map((k) => k.proc.pid);
+  }
+
+  async stop(): Promise<void> {
+    const procs = [this.gateway, ...this.kvs.map((k) => k.proc), this.registry].filter(Boolean);
+    await Promise.all(procs.map((p) => p.stop(3000)));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  logs(): string {
+    const procs = [this.registry, ...this.kvs.map((k) => k.proc), this.gateway].filter(Boolean);
+    return procs.map((p) => `--- ${p.name}\n${p.logs()}`).join('\n');
+  }
+
+  private async waitHealthy(proc: ChildService, url: string): Promise<void> {
+    await waitUntil(`${proc.name} at ${url}`, async () => {
+      if (!proc.running) return true;
+      const res = await fetchJson('GET', url, undefined, 1000);
+      return res.status < 500 || res.status === 503;
+    });
+    if (!proc.running) throw new Error(`${proc.name} exited during start-up:\n${proc.logs()}`);
+  }
+}

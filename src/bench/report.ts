@@ -1,0 +1,428 @@
+import type { Measurement } from './load.js';
+import { SYSTEMS, WORKLOADS, type SystemName, type Workload } from './options.js';
+
+export const SYSTEM_LABEL: Record<SystemName, string> = {
+  node: 'bare node:http',
+  proxy: 'bare proxy',
+  flexstore: 'FlexStore',
+  etcd: 'etcd (3 members)',
+};
+
+export const WORKLOAD_LABEL: Record<Workload, string> = {
+  get: 'GET',
+  put: 'PUT',
+  mix: 'GET/PUT 90/10',
+  delete: 'DELETE',
+};
+
+/** One measured run. */
+export interface RunRecord {
+  round: number;
+  system: SystemName;
+  workload: Workload;
+  m: Measurement;
+}
+
+/** A system × workload over all rounds: medians of each figure, error counts summed. */
+export interface Summary {
+  system: SystemName;
+  workload: Workload;
+  rounds: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  non2xx: number;
+  requests: number;
+  /** Rounds that ran out of live keys before the duration ended (DELETE). */
+  exhaustedRounds: number;
+}
+
+/** A target FlexStore is held to, against the bare proxy. */
+export interface Verdict {
+  name: string;
+  flexstore: number;
+  baseline: number;
+  unit: 'req/s' | 'ms';
+  /** flexstore / baseline */
+  ratio: number;
+  target: string;
+  pass: boolean;
+  /** What is missing when it does not pass, in the target's own terms. */
+  shortfall: string;
+}
+
+export interface Ratio {
+  workload: Workload;
+  /** FlexStore req/s divided by each baseline's; absent when either was not measured. */
+  vs: Partial<Record<Exclude<SystemName, 'flexstore'>, number>>;
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  os: string;
+  node: string;
+  date: string;
+  commit?: string;
+}
+
+export interface BenchConfig {
+  connections: number;
+  durationSec: number;
+  valueSize: number;
+  keys: number;
+  replicationFactor: number;
+  consistency: string;
+  rounds: number;
+  workloads: Workload[];
+  systems: SystemName[];
+  kvServers: number;
+}
+
+export interface BenchReport {
+  kind: 'flexstore-bench';
+  version: 1;
+  machine: MachineInfo;
+  config: BenchConfig;
+  skipped: Array<{ system: SystemName; reason: string }>;
+  summaries: Summary[];
+  ratios: Ratio[];
+  verdicts: Verdict[];
+  runs: RunRecord[];
+  elapsedSec: number;
+}
+
+/** Median; the mean of the middle two for an even count; NaN for none. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const r2 = (n: number) => Math.round(n * 100) / 100;
+
+/** Folds the rounds of each system × workload into one row, in workload then system order. */
+export function summarize(runs: readonly RunRecord[]): Summary[] {
+  const out: Summary[] = [];
+  for (const workload of WORKLOADS) {
+    for (const system of SYSTEMS) {
+      const rs = runs.filter((r) => r.system === system && r.workload === workload).map((r) => r.m);
+      if (rs.length === 0) continue;
+      out.push({
+        system,
+        workload,
+        rounds: rs.length,
+        rps: Math.round(median(rs.map((m) => m.rps))),
+        p50: r2(median(rs.map((m) => m.p50))),
+        p99: r2(median(rs.map((m) => m.p99))),
+        p999: r2(median(rs.map((m) => m.p999))),
+        errors: rs.reduce((a, m) => a + m.errors, 0),
+        non2xx: rs.reduce((a, m) => a + m.non2xx, 0),
+        requests: rs.reduce((a, m) => a + m.requests, 0),
+        exhaustedRounds: rs.filter((m) => m.exhausted).length,
+      });
+    }
+  }
+  return out;
+}
+
+function find(s: readonly Summary[], system: SystemName, workload: Workload): Summary | undefined {
+  return s.find((x) => x.system === system && x.workload === workload);
+}
+
+/** FlexStore's throughput relative to each baseline, per workload. */
+export function ratios(summaries: readonly Summary[]): Ratio[] {
+  const out: Ratio[] = [];
+  for (const workload of WORKLOADS) {
+    const fs = find(summaries, 'flexstore', workload);
+    if (!fs) continue;
+    const vs: Ratio['vs'] = {};
+    for (const base of ['node', 'proxy', 'etcd'] as const) {
+      const b = find(summaries, base, workload);
+      if (b && b.rps > 0) vs[base] = r2(fs.rps / b.rps);
+    }
+    out.push({ workload, vs });
+  }
+  return out;
+}
+
+/** Throughput targets: FlexStore req/s over the bare proxy's. */
+export const THROUGHPUT_TARGETS: ReadonlyArray<{ workload: Workload; min: number }> = [
+  { workload: 'get', min: 1.0 },
+  { workload: 'put', min: 0.75 },
+];
+/** Tail-latency target: FlexStore's p99 no higher than the bare proxy's, for these workloads. */
+export const P99_TARGET_WORKLOADS: readonly Workload[] = ['get', 'put'];
+
+const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Checks FlexStore against the targets; a target whose runs are missing is left out. */
+export function verdicts(summaries: readonly Summary[]): Verdict[] {
+  const out: Verdict[] = [];
+  for (const { workload, min } of THROUGHPUT_TARGETS) {
+    const fs = find(summaries, 'flexstore', workload);
+    const px = find(summaries, 'proxy', workload);
+    if (!fs || !px || px.rps <= 0) continue;
+    const ratio = fs.rps / px.rps;
+    const pass = ratio >= min;
+    const need = min * px.rps - fs.rps;
+    out.push({
+      name: `${WORKLOAD_LABEL[workload]} req/s`,
+      flexstore: fs.rps,
+      baseline: px.rps,
+      unit: 'req/s',
+      ratio: r2(ratio),
+      target: `≥ ${min.toFixed(2)}× proxy`,
+      pass,
+      shortfall: pass
+        ? ''
+        : `${fmtInt(need)} req/s short (${(ratio / min * 100).toFixed(0)}% of target; needs ${(min / ratio).toFixed(1)}× its rate)`,
+    });
+  }
+  for (const workload of P99_TARGET_WORKLOADS) {
+    const fs = find(summaries, 'flexstore', workload);
+    const px = find(summaries, 'proxy', workload);
+    if (!fs || !px || px.p99 <= 0) continue;
+    const pass = fs.p99 <= px.p99;
+    out.push({
+      name: `${WORKLOAD_LABEL[workload]} p99`,
+      flexstore: fs.p99,
+      baseline: px.p99,
+      unit: 'ms',
+      ratio: r2(fs.p99 / px.p99),
+      target: '≤ proxy p99',
+      pass,
+      shortfall: pass ? '' : `${r2(fs.p99 - px.p99)} ms over (${(fs.p99 / px.p99).toFixed(1)}× the proxy's p99)`,
+    });
+  }
+  return out;
+}
+
+/**
+ * Column alignment: the first `left` columns (or those whose index is listed)
+ * left-aligned, the rest, numbers, right-aligned.
+ */
+export type Align = number | readonly number[];
+
+function isLeft(align: Align, i: number): boolean {
+  return typeof align === 'number' ? i < align : align.includes(i);
+}
+
+/** Plain-text table. */
+export function textTable(headers: string[], rows: string[][], align: Align = 1): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (isLeft(align, i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** Markdown table. */
+export function markdownTable(headers: string[], rows: string[][], align: Align = 1): string {
+  const esc = (s: string) => s.replaceAll('|', '\\|');
+  const marks = headers.map((_, i) => (isLeft(align, i) ? '---' : '---:'));
+  return [headers, marks, ...rows].map((r) => `| ${r.map(esc).join(' | ')} |`).join('\n');
+}
+
+const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '–');
+
+const RESULT_HEADERS = ['Workload', 'System', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'non-2xx'];
+
+function resultRows(summaries: readonly Summary[]): string[][] {
+  return summaries.map((s) => [
+    WORKLOAD_LABEL[s.workload],
+    SYSTEM_LABEL[s.system] + (s.exhaustedRounds > 0 ? ' *' : ''),
+    fmtInt(s.rps),
+    fmtMs(s.p50),
+    fmtMs(s.p99),
+    fmtMs(s.p999),
+    fmtInt(s.errors),
+    fmtInt(s.non2xx),
+  ]);
+}
+
+const RATIO_HEADERS = ['Workload', 'FlexStore req/s', '÷ bare node:http', '÷ bare proxy', '÷ etcd'];
+
+function ratioRows(summaries: readonly Summary[], rs: readonly Ratio[]): string[][] {
+  const x = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(2)}×`);
+  return rs.map((r) => [
+    WORKLOAD_LABEL[r.workload],
+    fmtInt(find(summaries, 'flexstore', r.workload)?.rps ?? 0),
+    x(r.vs.node),
+    x(r.vs.proxy),
+    x(r.vs.etcd),
+  ]);
+}
+
+const VERDICT_HEADERS = ['Target', 'FlexStore', 'bare proxy', 'ratio', 'target', 'result'];
+const VERDICT_ALIGN = [0, 4, 5];
+
+function verdictRows(vs: readonly Verdict[]): string[][] {
+  const val = (v: Verdict, n: number) => (v.unit === 'ms' ? `${fmtMs(n)} ms` : fmtInt(n));
+  return vs.map((v) => [
+    v.name,
+    val(v, v.flexstore),
+    val(v, v.baseline),
+    `${v.ratio.toFixed(2)}×`,
+    v.target,
+    v.pass ? 'PASS' : `MISS: ${v.shortfall}`,
+  ]);
+}
+
+function exhaustedNote(summaries: readonly Summary[]): string | undefined {
+  return summaries.some((s) => s.exhaustedRounds > 0)
+    ? '* ran out of live keys to delete before the duration ended; the rate is over the shorter run.'
+    : undefined;
+}
+
+/** The report as printed on the terminal. */
+export function terminalReport(r: BenchReport): string {
+  const parts = [
+    textTable(RESULT_HEADERS, resultRows(r.summaries), 2),
+    exhaustedNote(r.summaries),
+    r.ratios.length ? '\n' + textTable(RATIO_HEADERS, ratioRows(r.summaries, r.ratios)) : undefined,
+    r.verdicts.length ? '\n' + textTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN) : undefined,
+    ...r.skipped.map((s) => `\n${SYSTEM_LABEL[s.system]} skipped: ${s.reason}`),
+  ];
+  return parts.filter((p) => p !== undefined).join('\n') + '\n';
+}
+
+export function machineLine(m: MachineInfo): string {
+  return `${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node.js ${m.node}${m.commit ? `, commit ${m.commit}` : ''}, ${m.date}`;
+}
+
+export function configLine(c: BenchConfig): string {
+  return (
+    `${c.kvServers} KV servers, N=${c.replicationFactor}, consistency ${c.consistency}; ` +
+    `${c.connections} connections, ${c.durationSec} s per run, ${c.rounds} round${c.rounds === 1 ? '' : 's'} (medians), ` +
+    `${c.valueSize}-byte values, ${fmtInt(c.keys)} keys`
+  );
+}
+
+/** The report as Markdown: the body of latest.md and of the generated part of docs/benchmarks.md. */
+export function markdownReport(r: BenchReport, opts: { chart?: string; headingLevel?: number } = {}): string {
+  const h = '#'.repeat(opts.headingLevel ?? 2);
+  const out = [
+    `${h} Latest results`,
+    '',
+    `Machine: ${machineLine(r.machine)}.  `,
+    `Setup: ${configLine(r.config)}. Total run time ${Math.round(r.elapsedSec)} s.`,
+    '',
+  ];
+  if (opts.chart) out.push(`![req/s per system and workload](${opts.chart})`, '');
+  out.push(markdownTable(RESULT_HEADERS, resultRows(r.summaries), 2), '');
+  const note = exhaustedNote(r.summaries);
+  if (note) out.push(`\\${note}`, '');
+  if (r.ratios.length) {
+    out.push(`${h}# FlexStore relative to the baselines (req/s)`, '', markdownTable(RATIO_HEADERS, ratioRows(r.summaries, r.ratios)), '');
+  }
+  if (r.verdicts.length) {
+    out.push(`${h}# Targets`, '', markdownTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN), '');
+  }
+  for (const s of r.skipped) out.push(`${SYSTEM_LABEL[s.system]} was not measured: ${s.reason}.`, '');
+  return out.join('\n');
+}
+
+/** One stored-key count of a scale run. */
+export interface ScaleStep {
+  keys: number;
+  /** Keys written to reach this count, and how fast. */
+  loadedKeys: number;
+  loadSeconds: number;
+  loadKeysPerSec: number;
+  loadFailed: number;
+  put: Measurement;
+  get: Measurement;
+  /** Per KV server, in MiB; heap figures are absent when the KV server does not report them. */
+  kvMemory: Array<{ rssMiB: number; rssAnonMiB?: number; rssFileMiB?: number; heapUsedMiB?: number }>;
+  /** LMDB files on disk per KV server, MiB. */
+  kvDiskMiB: number[];
+}
+
+export interface ScaleReport {
+  kind: 'flexstore-bench-scale';
+  version: 1;
+  machine: MachineInfo;
+  config: Omit<BenchConfig, 'workloads' | 'systems' | 'keys' | 'rounds'> & { scaleKeys: number[]; loadConnections: number };
+  steps: ScaleStep[];
+  /** How KV heap was read, or why it could not be. */
+  heapSource: string;
+  elapsedSec: number;
+}
+
+const SCALE_HEADERS = [
+  'Keys stored', 'load keys/s', 'PUT req/s', 'PUT p99 ms', 'GET req/s', 'GET p99 ms',
+  'KV RSS MiB', 'anon MiB', 'file MiB', 'heap MiB', 'disk MiB',
+];
+
+const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+const fmtMiB = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toFixed(0));
+
+function scaleRows(steps: readonly ScaleStep[]): string[][] {
+  const mean = (xs: Array<number | undefined>) => (xs.every((x) => x !== undefined) ? avg(xs as number[]) : undefined);
+  return steps.map((s) => [
+    fmtInt(s.keys),
+    fmtInt(s.loadKeysPerSec),
+    fmtInt(s.put.rps),
+    fmtMs(s.put.p99),
+    fmtInt(s.get.rps),
+    fmtMs(s.get.p99),
+    fmtMiB(mean(s.kvMemory.map((k) => k.rssMiB))),
+    fmtMiB(mean(s.kvMemory.map((k) => k.rssAnonMiB))),
+    fmtMiB(mean(s.kvMemory.map((k) => k.rssFileMiB))),
+    fmtMiB(mean(s.kvMemory.map((k) => k.heapUsedMiB))),
+    fmtMiB(mean(s.kvDiskMiB)),
+  ]);
+}
+
+const SCALE_NOTE =
+  'Memory and disk are the mean per KV server. RSS splits into anonymous memory (the JS heap and other ' +
+  'private allocations) and file-backed pages (mostly the LMDB memory map, reclaimable page cache).';
+
+export function terminalScaleReport(r: ScaleReport): string {
+  return `${textTable(SCALE_HEADERS, scaleRows(r.steps))}\n${SCALE_NOTE}\nKV heap: ${r.heapSource}\n`;
+}
+
+export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: number } = {}): string {
+  const h = '#'.repeat(opts.headingLevel ?? 2);
+  return [
+    `${h} Cost as the data grows`,
+    '',
+    `Machine: ${machineLine(r.machine)}.  `,
+    `Setup: ${r.config.kvServers} KV servers, N=${r.config.replicationFactor}, consistency ${r.config.consistency}; ` +
+      `${r.config.connections} connections, ${r.config.durationSec} s per run, ${r.config.valueSize}-byte values; ` +
+      `keys loaded with ${r.config.loadConnections} concurrent writers. Total run time ${Math.round(r.elapsedSec)} s.`,
+    '',
+    markdownTable(SCALE_HEADERS, scaleRows(r.steps)),
+    '',
+    `${SCALE_NOTE} KV heap: ${r.heapSource}.`,
+    '',
+  ].join('\n');
+}
+
+export const DOCS_BEGIN = '<!-- bench:generated:begin (written by `npm run bench -- --write-docs`; edit above this line) -->';
+export const DOCS_END = '<!-- bench:generated:end -->';
+
+/**
+ * docs/benchmarks.md: the hand-written part of `existing` (everything above
+ * the generated block) kept as it is, the generated block replaced.
+ */
+export function renderDocs(existing: string | undefined, generated: string, defaultIntro: string): string {
+  let intro = defaultIntro.trimEnd();
+  let outro = '';
+  if (existing !== undefined) {
+    const b = existing.indexOf(DOCS_BEGIN);
+    if (b !== -1) {
+      intro = existing.slice(0, b).trimEnd();
+      const e = existing.indexOf(DOCS_END, b);
+      if (e !== -1) outro = existing.slice(e + DOCS_END.length).trim();
+    }
+  }
+  return `${intro}\n\n${DOCS_BEGIN}\n\n${generated.trim()}\n\n${DOCS_END}\n${outro ? `\n${outro}\n` : ''}`;
+}

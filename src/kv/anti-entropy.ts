@@ -1,0 +1,324 @@
+import { Placement, type Arc } from '../cluster/placement.js';
+import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
+import type { KvMetrics } from './metrics.js';
+import { PeerTransfer, syncRange } from './range-sync.js';
+import type { Storage } from './storage.js';
+import type { SyncClient } from './sync-client.js';
+
+/**
+ * Anti-entropy and range acquisition: the loop that makes this KV server's
+ * ranges agree with its peers'.
+ *
+ * A pass takes the member view as it is when the pass starts and builds its
+ * Placement. For every arc whose read or target list holds this server, the
+ * other members of those lists that are up are its peers there. Peer by peer,
+ * one digests request covers all the arcs shared with that peer; each arc
+ * whose digest differs is merged key by key (range-sync.ts) and the newer
+ * side's records move. Passes run at start (a returning server catches up at
+ * once), when the view's epoch or member set changes, and every interval.
+ *
+ * Acquisition. While members join or leave, an arc may list this server in
+ * its target list but not its read list: it must acquire the arc. Every
+ * acknowledged write is on a write quorum W = floor(n/2)+1 of the arc's read
+ * owners, so comparing with n - W + 1 of them (capped at how many there are)
+ * is sure to meet every such write. A pass in which each acquired arc got
+ * that many successful comparisons with read owners records
+ * syncedEpoch = the epoch the pass started from; a pass with nothing to
+ * acquire records it as soon as it completes. The registry completes a change
+ * once every acquirer reports syncedEpoch >= epoch, and the writes it sent
+ * during the change to both lists cover what the pass did not see.
+ *
+ * Tombstone purge (after a pass, when the view carries tombstoneGraceMs, at
+ * most once a minute, or every grace/2 for graces under two minutes, but never
+ * more often than passes run): tombstones whose version is older than
+ * now - grace are removed. Each purge reads the whole hash index (about 0.2 s
+ * per 100,000 keys). Within the grace every replica has had the delete by quorum write,
+ * hinted hand-off or several passes; a member down longer than the grace is
+ * refused by the registry, so it cannot bring back deleted values. Versions
+ * carry the writing gateway's wall clock, so clock skew eats into the grace.
+ *
+ * A server never pushes a range to a peer that is acquiring it: the acquirer
+ * pulls it, and pushing too would send every key twice.
+ *
+ * Known gaps: an arc's digest covers the whole arc, so one differing key
+ * lists all of the arc's keys (a digest tree would narrow it); two owners of
+ * a range may repair the same keys at once in both directions (harmless,
+ * last-writer-wins, but the bytes are sent twice).
+ */
+
+export interface SyncLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface AntiEntropyOptions {
+  selfId: string;
+  storage: Storage;
+  client: SyncClient;
+  metrics: KvMetrics;
+  log: SyncLog;
+  replicationFactor: number;
+  vnodes: number;
+  /** Time between passes; 0 disables anti-entropy (passes and purges). */
+  intervalMs: number;
+  /** How often a running pass logs progress. Default 5000 ms. */
+  progressLogMs?: number;
+}
+
+const PURGE_EVERY_MS = 60_000;
+/** Differing ranges of one peer merged at once. */
+const RANGE_CONCURRENCY = 2;
+
+interface PeerRange {
+  start: bigint;
+  end: bigint;
+  /** False where the peer is acquiring the range: it pulls, so pushing would send everything twice. */
+  push: boolean;
+  /** Indexes into the pass's arc list that this range covers. */
+  arcs: number[];
+}
+
+export class AntiEntropy {
+  private view: MemberView | null = null;
+  private signature = '';
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private rerun = false;
+  private readonly abort = new AbortController();
+  private lastPurge = 0;
+  private syncedEpoch = 0;
+  private rangesTotal = 0;
+  private rangesDone = 0;
+  private keysMoved = 0;
+  private keysMovedTotal = 0;
+
+  constructor(private readonly opts: AntiEntropyOptions) {}
+
+  /** Starts the loop; a pass runs as soon as a view is known. No-op when intervalMs is 0. */
+  start(): void {
+    if (this.loop || this.opts.intervalMs <= 0 || this.abort.signal.aborted) return;
+    this.loop = this.run();
+  }
+
+  /** Feeds the latest view; a new epoch, member, URL, phase or liveness change starts a pass. */
+  viewChanged(view: MemberView): void {
+    this.view = view;
+    const sig = JSON.stringify([
+      view.epoch ?? 0,
+      view.members.map((m) => [m.id, m.url, m.phase ?? 'active', m.state]).sort(),
+    ]);
+    if (sig === this.signature) return;
+    this.signature = sig;
+    this.rerun = true;
+    this.wake?.();
+  }
+
+  progress(): TransferProgress {
+    return {
+      syncedEpoch: this.syncedEpoch,
+      rangesTotal: this.rangesTotal,
+      rangesDone: this.rangesDone,
+      keysMoved: this.keysMoved,
+      keysMovedTotal: this.keysMovedTotal,
+      hintsPending: this.opts.storage.hints.count(),
+    };
+  }
+
+  /** Stops the loop, abandoning a running pass at its next step. Idempotent. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      this.rerun = false;
+      const view = this.view;
+      if (view) {
+        try {
+          await this.pass(view);
+          await this.maybePurge(view);
+        } catch (err) {
+          if (!signal.aborted) this.opts.log.warn({ err: (err as Error).message }, 'anti-entropy pass failed');
+        }
+      }
+      if (signal.aborted || this.rerun) continue;
+      // ±10% jitter keeps servers that started together from syncing in lockstep.
+      const ms = this.opts.intervalMs * (0.9 + Math.random() * 0.2);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  private async pass(view: MemberView): Promise<void> {
+    const { selfId, storage, client, log, metrics } = this.opts;
+    const signal = this.abort.signal;
+    const epoch = view.epoch ?? 0;
+    if (!view.members.some((m) => m.id === selfId)) {
+      log.debug({ epoch }, 'anti-entropy skipped: this server is not a member yet');
+      return;
+    }
+    const placement = new Placement(view.members, this.opts.replicationFactor, this.opts.vnodes);
+    const arcs = placement.arcs();
+    const n = Math.min(this.opts.replicationFactor, placement.readRing.size || 1);
+    // Acquired arc index → comparisons still needed with read owners.
+    const needed = new Map<number, number>();
+    const byPeer = new Map<string, number[]>();
+    arcs.forEach((arc, i) => {
+      const inRead = arc.read.includes(selfId);
+      const inTarget = arc.target.includes(selfId);
+      if (!inRead && !inTarget) return;
+      if (inTarget && !inRead) needed.set(i, Math.min(n - (Math.floor(n / 2) + 1) + 1, arc.read.length));
+      for (const id of new Set([...arc.read, ...arc.target])) {
+        if (id === selfId || placement.members.get(id)?.state !== 'up') continue;
+        let list = byPeer.get(id);
+        if (!list) byPeer.set(id, (list = []));
+        list.push(i);
+      }
+    });
+
+    const t0 = Date.now();
+    this.rangesTotal = [...byPeer.values()].reduce((sum, l) => sum + l.length, 0);
+    this.rangesDone = 0;
+    this.keysMoved = 0;
+    let pushed = 0;
+    let failedPeers = 0;
+    const ticker = setInterval(() => {
+      const s = (Date.now() - t0) / 1000;
+      log.info(
+        { epoch, rangesDone: this.rangesDone, rangesTotal: this.rangesTotal, keysMoved: this.keysMoved, keysPushed: pushed, keysPerSec: Math.round((this.keysMoved + pushed) / s) },
+        'anti-entropy pass in progress',
+      );
+    }, this.opts.progressLogMs ?? 5000);
+    ticker.unref();
+    try {
+      for (const [peerId, arcIdxs] of [...byPeer].sort(([a], [b]) => (a < b ? -1 : 1))) {
+        signal.throwIfAborted();
+        const peer = placement.members.get(peerId)!;
+        const transfer = new PeerTransfer({
+          storage,
+          client,
+          peerUrl: peer.url,
+          ...(view.tombstoneGraceMs !== undefined && { purgeBeforeMs: Date.now() - view.tombstoneGraceMs }),
+          onPulled: (k) => {
+            this.keysMoved += k;
+            this.keysMovedTotal += k;
+            metrics.streamed('in', k);
+          },
+          onPushed: (k) => {
+            pushed += k;
+            metrics.streamed('out', k);
+          },
+        });
+        try {
+          const matched = await this.syncPeer(peer, arcs, arcIdxs, transfer);
+          for (const i of matched) {
+            const left = needed.get(i);
+            if (left !== undefined && arcs[i]!.read.includes(peerId)) needed.set(i, left - 1);
+          }
+        } catch (err) {
+          await transfer.settle();
+          signal.throwIfAborted();
+          failedPeers++;
+          log.warn({ peer: peerId, url: peer.url, err: (err as Error).message }, 'anti-entropy with a peer failed; retrying next pass');
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) {
+        metrics.passes.inc({ outcome: 'aborted' });
+        return;
+      }
+      throw err;
+    } finally {
+      clearInterval(ticker);
+    }
+
+    const acquired = [...needed.values()].every((left) => left <= 0);
+    const before = this.syncedEpoch;
+    if (acquired) this.syncedEpoch = epoch;
+    metrics.passes.inc({ outcome: failedPeers === 0 ? 'complete' : 'partial' });
+    const summary = {
+      epoch,
+      syncedEpoch: this.syncedEpoch,
+      acquiring: needed.size,
+      peers: byPeer.size,
+      failedPeers,
+      rangesDone: this.rangesDone,
+      rangesTotal: this.rangesTotal,
+      keysMoved: this.keysMoved,
+      keysPushed: pushed,
+      ms: Date.now() - t0,
+    };
+    // Passes that found nothing to do are the common case; only log them at debug.
+    const quiet = this.keysMoved === 0 && pushed === 0 && failedPeers === 0 && before === this.syncedEpoch;
+    if (quiet) log.debug(summary, 'anti-entropy pass done');
+    else log.info(summary, 'anti-entropy pass done');
+  }
+
+  /**
+   * Compares every arc shared with one peer and merges the ones that differ.
+   * Resolves with the arc indexes that are now in agreement; rejects if the
+   * peer failed (then none counts).
+   */
+  private async syncPeer(peer: Member, arcs: Arc[], arcIdxs: number[], transfer: PeerTransfer): Promise<number[]> {
+    const { storage, client } = this.opts;
+    const signal = this.abort.signal;
+    const ranges = arcIdxs.map((i) => [arcs[i]!.start, arcs[i]!.end] as const);
+    const remote = await client.digests(peer.url, ranges);
+    // Local digests now, after the previous peers' repairs.
+    const local = storage.digests(ranges);
+    const differing: number[] = [];
+    arcIdxs.forEach((arcIdx, k) => {
+      if (remote[k] === local[k]) this.rangesDone++;
+      else differing.push(arcIdx);
+    });
+    // Adjacent differing arcs are merged as one range: a fresh replica pulls
+    // everything in a few long streams rather than hundreds of short ones.
+    const merged: PeerRange[] = [];
+    for (const i of differing) {
+      const arc = arcs[i]!;
+      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
+      const last = merged[merged.length - 1];
+      if (last && last.end + 1n === arc.start && last.push === push) {
+        last.end = arc.end;
+        last.arcs.push(i);
+      } else {
+        merged.push({ start: arc.start, end: arc.end, push, arcs: [i] });
+      }
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < merged.length) {
+        const r = merged[next++]!;
+        await syncRange(r, storage, client, peer.url, transfer, signal);
+        this.rangesDone += r.arcs.length;
+      }
+    };
+    const workers = Array.from({ length: Math.min(RANGE_CONCURRENCY, merged.length) }, worker);
+    const results = await Promise.allSettled(workers);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    await transfer.finish();
+    return arcIdxs;
+  }
+
+  private async maybePurge(view: MemberView): Promise<void> {
+    const grace = view.tombstoneGraceMs;
+    if (grace === undefined) return;
+    const every = Math.max(this.opts.intervalMs, Math.min(PURGE_EVERY_MS, grace / 2));
+    if (Date.now() - this.lastPurge < every) return;
+    this.lastPurge = Date.now();
+    const removed = await this.opts.storage.purgeTombstones(Date.now() - grace);
+    this.opts.metrics.tombstonesPurged.inc(removed);
+    if (removed > 0) this.opts.log.info({ removed, graceMs: grace }, 'purged tombstones past the grace period');
+  }
+}

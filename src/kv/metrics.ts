@@ -1,0 +1,96 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { rejectOtherMethods } from '../cluster/http-server.js';
+import type { Storage } from './storage.js';
+
+/**
+ * A KV server's Prometheus metrics, on a registry of its own so that several
+ * KV servers in one process (tests) do not collide. Served as text by
+ * GET /metrics.
+ *
+ *   flexstore_kv_keys                         records held, tombstones included
+ *   flexstore_sync_keys_streamed_total{direction="in|out"}
+ *                                             records received / sent by anti-entropy,
+ *                                             hint delivery and peers' pushes
+ *   flexstore_sync_passes_total{outcome}      anti-entropy passes: complete, partial
+ *                                             (some peer failed), aborted (stopped)
+ *   flexstore_hints_stored_total              hints stored for other replicas
+ *   flexstore_hints_delivered_total           hinted keys delivered to their target
+ *   flexstore_hints_pending                   hints held now
+ *   flexstore_tombstones_purged_total         tombstones removed after the grace period
+ *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
+ *
+ * The two gauges read storage when scraped, so they cost nothing between scrapes.
+ */
+export class KvMetrics {
+  readonly registry = new Registry();
+  readonly keysStreamed: Counter<'direction'>;
+  readonly passes: Counter<'outcome'>;
+  readonly hintsStored: Counter;
+  readonly hintsDelivered: Counter;
+  readonly tombstonesPurged: Counter;
+
+  constructor(storage: Storage) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
+    const registers = [this.registry];
+    new Gauge({
+      name: 'flexstore_kv_keys',
+      help: 'Records this KV server holds, tombstones included',
+      registers,
+      collect() {
+        this.set(storage.count());
+      },
+    });
+    new Gauge({
+      name: 'flexstore_hints_pending',
+      help: 'Hints held for other replicas, not yet delivered',
+      registers,
+      collect() {
+        this.set(storage.hints.count());
+      },
+    });
+    this.keysStreamed = new Counter({
+      name: 'flexstore_sync_keys_streamed_total',
+      help: 'Records moved by anti-entropy, hint delivery and peer pushes, by direction (in: received, out: sent)',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.passes = new Counter({
+      name: 'flexstore_sync_passes_total',
+      help: 'Anti-entropy passes, by outcome (complete, partial, aborted)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.hintsStored = new Counter({
+      name: 'flexstore_hints_stored_total',
+      help: 'Hints stored for replicas that missed a write',
+      registers,
+    });
+    this.hintsDelivered = new Counter({
+      name: 'flexstore_hints_delivered_total',
+      help: 'Hinted keys delivered to their target replica',
+      registers,
+    });
+    this.tombstonesPurged = new Counter({
+      name: 'flexstore_tombstones_purged_total',
+      help: 'Tombstones removed once older than the cluster tombstone grace',
+      registers,
+    });
+    // Start every labelled series at 0 so rate() works from the first scrape.
+    for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
+    for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);
+  }
+
+  streamed(direction: 'in' | 'out', n: number): void {
+    if (n > 0) this.keysStreamed.inc({ direction }, n);
+  }
+}
+
+/** GET /metrics: the Prometheus text exposition of metrics.registry. */
+export function registerMetricsRoute(app: FastifyInstance, metrics: KvMetrics): void {
+  app.get('/metrics', async (_req, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.code(200).header('content-type', metrics.registry.contentType).send(text);
+  });
+  rejectOtherMethods(app, '/metrics', ['GET']);
+}

@@ -1,0 +1,154 @@
+import type { ReplicaRecord } from '../cluster/types.js';
+
+/**
+ * The byte encodings of one KV server's LMDB environment: how keys and records
+ * are laid out on disk. Changing either changes the storage layout (see
+ * LAYOUT in storage.ts) and needs a migration.
+ */
+
+export const RECORD_FORMAT = 1;
+const HEADER_BYTES = 5;
+const FLAG_TOMBSTONE = 1;
+export const EMPTY = Buffer.alloc(0);
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/**
+ * Keys are written in a CESU-8-style encoding: every UTF-16 code unit is
+ * encoded as if it were a code point (1–3 bytes; a surrogate pair takes 6).
+ * LMDB compares keys bytewise, and this encoding makes that order equal to JS
+ * string order, which plain UTF-8 does not (UTF-8 sorts U+10000.. after
+ * U+E000..U+FFFF, UTF-16 sorts them before). lmdb-js's default ordered-binary
+ * keys are UTF-8 plus escapes and disagree with `<` in the same place.
+ * For keys without surrogates the bytes are exactly UTF-8.
+ */
+export const keyCodec = {
+  writeKey(key: string | Uint8Array, target: Buffer, start: number): number {
+    if (typeof key !== 'string') {
+      target.set(key, start);
+      return start + key.length;
+    }
+    if (!SURROGATE.test(key)) {
+      if (start + key.length * 3 > target.length && start + Buffer.byteLength(key) > target.length) {
+        // lmdb-js retries with a fresh buffer on RangeError.
+        throw new RangeError('key does not fit in the key buffer');
+      }
+      return start + target.write(key, start, 'utf8');
+    }
+    if (start + key.length * 3 > target.length && start + encodedKeyBytes(key) > target.length) {
+      throw new RangeError('key does not fit in the key buffer');
+    }
+    let p = start;
+    for (let i = 0; i < key.length; i++) {
+      const c = key.charCodeAt(i);
+      if (c < 0x80) target[p++] = c;
+      else if (c < 0x800) {
+        target[p++] = 0xc0 | (c >> 6);
+        target[p++] = 0x80 | (c & 0x3f);
+      } else {
+        target[p++] = 0xe0 | (c >> 12);
+        target[p++] = 0x80 | ((c >> 6) & 0x3f);
+        target[p++] = 0x80 | (c & 0x3f);
+      }
+    }
+    return p;
+  },
+
+  readKey(source: Uint8Array, start: number, end: number): string {
+    const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+    // A surrogate encodes as ED A0..BF; UTF-8 never contains that, so without it
+    // the fast native decoder is exact.
+    let i = buf.indexOf(0xed, start);
+    while (i !== -1 && i < end - 1 && buf[i + 1]! < 0xa0) i = buf.indexOf(0xed, i + 1);
+    if (i === -1 || i >= end - 1) return buf.toString('utf8', start, end);
+    let out = '';
+    for (let p = start; p < end; ) {
+      const b = buf[p]!;
+      if (b < 0x80) {
+        out += String.fromCharCode(b);
+        p += 1;
+      } else if (b < 0xe0) {
+        out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
+        p += 2;
+      } else {
+        out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
+        p += 3;
+      }
+    }
+    return out;
+  },
+};
+
+/** Encoded size of a key under keyCodec. */
+export function encodedKeyBytes(key: string): number {
+  if (!SURROGATE.test(key)) return Buffer.byteLength(key);
+  let n = 0;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+  }
+  return n;
+}
+
+/**
+ * Records are hand-packed rather than msgpack: the value bytes go in verbatim
+ * after a small header, and `list` and the version check read only the header.
+ *
+ *   [format u8][flags u8][version length u8][content-type length u16 BE]
+ *   [version ascii][content type utf8][value bytes]
+ */
+export function encodeRecord(rec: ReplicaRecord): Buffer {
+  const vlen = rec.version.length;
+  const ctlen = Buffer.byteLength(rec.contentType);
+  const value = rec.tombstone ? EMPTY : rec.value;
+  const out = Buffer.allocUnsafe(HEADER_BYTES + vlen + ctlen + value.length);
+  out[0] = RECORD_FORMAT;
+  out[1] = rec.tombstone ? FLAG_TOMBSTONE : 0;
+  out[2] = vlen;
+  out.writeUInt16BE(ctlen, 3);
+  out.write(rec.version, HEADER_BYTES, 'latin1');
+  out.write(rec.contentType, HEADER_BYTES + vlen, 'utf8');
+  out.set(value, HEADER_BYTES + vlen + ctlen);
+  return out;
+}
+
+/**
+ * lmdb-js hands the decoder its shared read buffer (it is overwritten by the
+ * next read), so decode copies what it keeps. In header-only mode the value is
+ * skipped entirely; lists and the version check inside the write transaction
+ * use it so they never copy values they do not need.
+ */
+export class RecordCodec {
+  headerOnly = false;
+
+  encode(_rec: unknown): never {
+    // Every put passes pre-encoded bytes through asBinary.
+    throw new Error('records must be written with asBinary(encodeRecord(rec))');
+  }
+
+  decode(source: Uint8Array): ReplicaRecord {
+    const size = source.length;
+    const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, size);
+    if (buf[0] !== RECORD_FORMAT || size < HEADER_BYTES) {
+      throw new Error(`unknown record format ${buf[0]} (${size} bytes)`);
+    }
+    const tombstone = (buf[1]! & FLAG_TOMBSTONE) !== 0;
+    const vend = HEADER_BYTES + buf[2]!;
+    const ctend = vend + ((buf[3]! << 8) | buf[4]!);
+    const version = buf.toString('latin1', HEADER_BYTES, vend);
+    if (this.headerOnly) return { value: EMPTY, version, tombstone, contentType: '' };
+    const contentType = buf.toString('utf8', vend, ctend);
+    let value = EMPTY;
+    if (size > ctend) {
+      value = Buffer.allocUnsafe(size - ctend);
+      buf.copy(value, 0, ctend, size);
+    }
+    return { value, version, tombstone, contentType };
+  }
+}
+
+/** The key's bytes under keyCodec: what LMDB stores and compares. */
+export function encodeKey(key: string): Buffer {
+  const out = Buffer.allocUnsafe(encodedKeyBytes(key));
+  keyCodec.writeKey(key, out, 0);
+  return out;
+}

@@ -1,0 +1,154 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidRequest } from '../cluster/errors.js';
+import { rejectOtherMethods } from '../cluster/http-server.js';
+import type { TransferProgress } from '../cluster/types.js';
+import type { KvMetrics } from './metrics.js';
+import type { Storage } from './storage.js';
+import {
+  FETCH_BYTE_BUDGET,
+  HINTS_PATH,
+  MAX_BATCH_KEYS,
+  MAX_DIGEST_RANGES,
+  MAX_ENTRIES_LIMIT,
+  MSGPACK,
+  SYNC_APPLY_PATH,
+  SYNC_DIGESTS_PATH,
+  SYNC_ENTRIES_PATH,
+  SYNC_FETCH_PATH,
+  SYNC_STATUS_PATH,
+  decodeBody,
+  hexToHash,
+  objectBody,
+  packr,
+  parseRange,
+  recordList,
+  stringList,
+  type SyncEntry,
+  type SyncRecord,
+} from './sync-wire.js';
+
+/**
+ * The internal API KV servers use to repair each other (anti-entropy, range
+ * hand-off, hinted hand-off). Like the replica API it exposes raw records and
+ * applies writes only by last-writer-wins, so a peer can never replace a
+ * newer version with an older one.
+ *
+ *   POST /internal/sync/digests  {ranges: [[startHex, endHex], ...]}
+ *                                → {digests: [hex16, ...]} in request order; a digest
+ *                                is the XOR of the range's entry hashes (hash-index-codec.ts)
+ *   POST /internal/sync/entries  {start, end, after?, limit}
+ *                                → {entries: [{key, version, tombstone}], more}: the range's
+ *                                keys in (hash, key) order, strictly after the key `after`
+ *   POST /internal/sync/fetch    {keys} → {records: [{key, value, version, tombstone,
+ *                                contentType}], next?}: the records it holds, in key order
+ *                                of the request; `next` (an index into keys) when the
+ *                                answer reached 4 MiB of values and the rest must be asked again
+ *   POST /internal/sync/apply    {records} → {applied}: one LWW transaction, durable
+ *                                before the answer; MessagePack only
+ *   POST /internal/hints         {target, keys} → {stored}: durable hints that target
+ *                                missed these keys (the gateway's hinted hand-off)
+ *   GET  /internal/sync/status   → TransferProgress as JSON
+ *
+ * Request bodies may be MessagePack or JSON (by content-type); answers use
+ * the request's encoding, except fetch, which always answers MessagePack.
+ * Nothing here is authenticated: the internal API must not be reachable from
+ * outside the cluster network (a known gap shared with the replica API).
+ */
+
+export interface SyncApiOptions {
+  storage: Storage;
+  metrics: KvMetrics;
+  progress: () => TransferProgress;
+}
+
+export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): void {
+  const { storage, metrics } = opts;
+
+  app.post(SYNC_DIGESTS_PATH, async (req, reply) => {
+    const { data, msgpack } = decode(req);
+    const body = objectBody(data);
+    if (!Array.isArray(body.ranges)) throw new InvalidRequest('ranges must be an array of [startHex, endHex]');
+    if (body.ranges.length > MAX_DIGEST_RANGES) {
+      throw new InvalidRequest(`at most ${MAX_DIGEST_RANGES} ranges per request`, { got: body.ranges.length });
+    }
+    const ranges = body.ranges.map((r, i) => parseRange(r, `ranges[${i}]`));
+    return send(reply, { digests: storage.digests(ranges) }, msgpack);
+  });
+
+  app.post(SYNC_ENTRIES_PATH, async (req, reply) => {
+    const { data, msgpack } = decode(req);
+    const body = objectBody(data);
+    const start = hexToHash(body.start, 'start');
+    const end = hexToHash(body.end, 'end');
+    if (start > end) throw new InvalidRequest('start is after end');
+    const limit = body.limit;
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_ENTRIES_LIMIT) {
+      throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_ENTRIES_LIMIT}`, { got: limit ?? null });
+    }
+    const after = body.after ?? undefined;
+    if (after !== undefined && (typeof after !== 'string' || after === '')) {
+      throw new InvalidRequest('after must be a non-empty key');
+    }
+    const page = storage.hashRangePage(start, end, limit, after === undefined ? {} : { after });
+    const entries: SyncEntry[] = page.entries.map((e) => ({ key: e.key, version: e.version, tombstone: e.tombstone }));
+    return send(reply, { entries, more: page.more }, msgpack);
+  });
+
+  app.post(SYNC_FETCH_PATH, async (req, reply) => {
+    const body = objectBody(decode(req).data);
+    const keys = stringList(body.keys, 'keys', MAX_BATCH_KEYS);
+    const records: SyncRecord[] = [];
+    let bytes = 0;
+    let next: number | undefined;
+    // Read key by key so an answer never holds much more than the budget.
+    for (let i = 0; i < keys.length; i++) {
+      // Always at least one record per answer, however large, so fetching progresses.
+      if (bytes >= FETCH_BYTE_BUDGET && records.length > 0) {
+        next = i;
+        break;
+      }
+      const rec = storage.get(keys[i]!);
+      if (!rec) continue;
+      records.push({ key: keys[i]!, ...rec });
+      bytes += rec.value.length;
+    }
+    metrics.streamed('out', records.length);
+    return send(reply, next === undefined ? { records } : { records, next }, true);
+  });
+
+  app.post(SYNC_APPLY_PATH, async (req, reply) => {
+    const { data, msgpack } = decode(req);
+    if (!msgpack) throw new InvalidRequest(`apply takes ${MSGPACK} bodies (values are bytes)`);
+    const records = recordList(objectBody(data).records, 'records', MAX_BATCH_KEYS);
+    const { applied } = await storage.putMany(records.map((r) => ({ key: r.key, rec: r })));
+    metrics.streamed('in', records.length);
+    return send(reply, { applied }, msgpack);
+  });
+
+  app.post(HINTS_PATH, async (req, reply) => {
+    const { data, msgpack } = decode(req);
+    const body = objectBody(data);
+    if (typeof body.target !== 'string') throw new InvalidRequest('target must be a member id');
+    const keys = stringList(body.keys, 'keys', MAX_BATCH_KEYS);
+    const stored = await storage.hints.add(body.target, keys);
+    metrics.hintsStored.inc(stored);
+    return send(reply, { stored }, msgpack);
+  });
+
+  app.get(SYNC_STATUS_PATH, async (_req, reply) => reply.code(200).send(opts.progress()));
+
+  for (const path of [SYNC_DIGESTS_PATH, SYNC_ENTRIES_PATH, SYNC_FETCH_PATH, SYNC_APPLY_PATH, HINTS_PATH]) {
+    rejectOtherMethods(app, path, ['POST']);
+  }
+  rejectOtherMethods(app, SYNC_STATUS_PATH, ['GET']);
+}
+
+function decode(req: FastifyRequest): { data: unknown; msgpack: boolean } {
+  const ct = req.headers['content-type'];
+  return decodeBody(Array.isArray(ct) ? ct[0] : ct, req.body);
+}
+
+function send(reply: FastifyReply, body: object, msgpack: boolean): FastifyReply {
+  if (!msgpack) return reply.code(200).send(body);
+  return reply.code(200).header('content-type', MSGPACK).send(packr.pack(body));
+}

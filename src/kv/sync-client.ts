@@ -1,0 +1,217 @@
+import { Pool, type Dispatcher } from 'undici';
+import { ReplicaUnreachable } from '../cluster/transport.js';
+import {
+  FETCH_BYTE_BUDGET,
+  HINTS_PATH,
+  MAX_BATCH_KEYS,
+  MSGPACK,
+  SYNC_APPLY_PATH,
+  SYNC_DIGESTS_PATH,
+  SYNC_ENTRIES_PATH,
+  SYNC_FETCH_PATH,
+  decodeBody,
+  entryList,
+  hashToHex,
+  objectBody,
+  packr,
+  recordList,
+  type EntriesPage,
+  type SyncRecord,
+} from './sync-wire.js';
+
+/**
+ * Client of a peer KV server's sync API (sync-api.ts), for anti-entropy and
+ * hint delivery. One keep-alive undici Pool per peer URL with a few
+ * connections: enough to keep several batches in flight without competing
+ * with gateway traffic for the peer's sockets. Every call has a deadline, and
+ * close() aborts the calls in flight; a failure rejects with ReplicaUnreachable. A timed-out apply may still have
+ * been applied: applies are last-writer-wins, so sending it again is safe.
+ */
+
+export interface SyncClientOptions {
+  /** Deadline of one call. Default 10000 ms (a page of a large range can take a while to read). */
+  timeoutMs?: number;
+  /** Connections per peer. Default 4. */
+  connections?: number;
+}
+
+/** Ranges per digests request; larger lists are split. */
+const DIGEST_CHUNK = 4096;
+
+export class SyncClient {
+  private readonly timeoutMs: number;
+  private readonly connections: number;
+  private readonly pools = new Map<string, Pool>();
+  /** Aborted by close(), so a shutdown does not wait out calls to a hung peer. */
+  private readonly closing = new AbortController();
+  private closed = false;
+
+  constructor(opts: SyncClientOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.connections = opts.connections ?? 4;
+  }
+
+  /** The peer's digest of each [start, end] range, in order. */
+  async digests(url: string, ranges: ReadonlyArray<readonly [bigint, bigint]>): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < ranges.length; i += DIGEST_CHUNK) {
+      const chunk = ranges.slice(i, i + DIGEST_CHUNK);
+      const body = await this.call(url, SYNC_DIGESTS_PATH, {
+        ranges: chunk.map(([s, e]) => [hashToHex(s), hashToHex(e)]),
+      });
+      const digests = body.digests;
+      if (!Array.isArray(digests) || digests.length !== chunk.length || !digests.every((d) => typeof d === 'string')) {
+        throw new ReplicaUnreachable(url, 'digests answered without one digest per range');
+      }
+      out.push(...(digests as string[]));
+    }
+    return out;
+  }
+
+  /** One page of the peer's entries in [start, end], strictly after the key `after`. */
+  async entries(url: string, q: { start: bigint; end: bigint; after?: string; limit: number }): Promise<EntriesPage> {
+    const body = await this.call(url, SYNC_ENTRIES_PATH, {
+      start: hashToHex(q.start),
+      end: hashToHex(q.end),
+      ...(q.after !== undefined && { after: q.after }),
+      limit: q.limit,
+    });
+    if (typeof body.more !== 'boolean') throw new ReplicaUnreachable(url, 'entries answered without "more"');
+    return { entries: this.checked(url, () => entryList(body.entries, 'entries')), more: body.more };
+  }
+
+  /**
+   * The peer's records for keys (those it holds), one answer at a time: the
+   * peer ends an answer after about 4 MiB of values, so onPage sees bounded
+   * batches however large the values. Resolves with how many records came.
+   */
+  async fetchPages(url: string, keys: readonly string[], onPage: (records: SyncRecord[]) => Promise<void>): Promise<number> {
+    let count = 0;
+    for (let from = 0; from < keys.length; ) {
+      const ask = keys.slice(from, from + MAX_BATCH_KEYS);
+      const body = await this.call(url, SYNC_FETCH_PATH, { keys: ask });
+      const records = this.checked(url, () => recordList(body.records, 'records', ask.length));
+      if (records.length > 0) await onPage(records);
+      count += records.length;
+      const next = body.next;
+      if (next === undefined) from += ask.length;
+      else if (typeof next === 'number' && Number.isInteger(next) && next > 0 && next <= ask.length) from += next;
+      else throw new ReplicaUnreachable(url, `fetch answered an invalid next ${JSON.stringify(next)}`);
+    }
+    return count;
+  }
+
+  /** fetchPages gathered into one array: for batches known to be small. */
+  async fetch(url: string, keys: readonly string[]): Promise<SyncRecord[]> {
+    const out: SyncRecord[] = [];
+    await this.fetchPages(url, keys, async (records) => {
+      out.push(...records);
+    });
+    return out;
+  }
+
+  /**
+   * Sends records to the peer (last-writer-wins there); resolves with how many
+   * it applied. Split into requests of at most 4 MiB of values (and
+   * MAX_BATCH_KEYS records), well under a KV server's body limit; a record
+   * larger than that goes alone.
+   */
+  async apply(url: string, records: readonly SyncRecord[]): Promise<number> {
+    let applied = 0;
+    for (let from = 0; from < records.length; ) {
+      let to = from;
+      let bytes = 0;
+      while (to < records.length && to - from < MAX_BATCH_KEYS && (to === from || bytes + records[to]!.value.length <= FETCH_BYTE_BUDGET)) {
+        bytes += records[to]!.value.length;
+        to++;
+      }
+      const body = await this.call(url, SYNC_APPLY_PATH, { records: records.slice(from, to) });
+      if (typeof body.applied !== 'number') throw new ReplicaUnreachable(url, 'apply answered without "applied"');
+      applied += body.applied;
+      from = to;
+    }
+    return applied;
+  }
+
+  /** Asks the peer to keep hints that target missed keys. */
+  async hints(url: string, target: string, keys: readonly string[]): Promise<number> {
+    const body = await this.call(url, HINTS_PATH, { target, keys });
+    if (typeof body.stored !== 'number') throw new ReplicaUnreachable(url, 'hints answered without "stored"');
+    return body.stored;
+  }
+
+  /** Aborts calls in flight and closes every pool. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.closing.abort();
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.close().catch(() => {})));
+  }
+
+  private checked<T>(url: string, parse: () => T): T {
+    try {
+      return parse();
+    } catch (err) {
+      throw new ReplicaUnreachable(url, `answered a malformed body: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async call(url: string, path: string, body: object): Promise<Record<string, unknown>> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = AbortSignal.any([timeout, this.closing.signal]);
+    let res: Dispatcher.ResponseData;
+    let raw: Buffer;
+    try {
+      const { pool, base } = this.pool(url);
+      res = await pool.request({
+        path: base + path,
+        method: 'POST',
+        headers: { 'content-type': MSGPACK, accept: MSGPACK },
+        body: packr.pack(body),
+        signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+      raw = Buffer.from(await res.body.arrayBuffer());
+    } catch (err) {
+      if (err instanceof ReplicaUnreachable) throw err;
+      const why = timeout.aborted
+        ? `timed out after ${this.timeoutMs} ms`
+        : this.closing.signal.aborted
+          ? 'sync client closed'
+          : ((err as Error).message ?? String(err));
+      throw new ReplicaUnreachable(url, `${path} failed: ${why}`, { cause: err });
+    }
+    const ct = res.headers['content-type'];
+    const contentType = Array.isArray(ct) ? ct[0] : ct;
+    if (res.statusCode !== 200) {
+      const text = raw.toString('utf8', 0, Math.min(raw.length, 500));
+      throw new ReplicaUnreachable(url, `${path} answered ${res.statusCode}: ${text}`);
+    }
+    return this.checked(url, () => objectBody(decodeBody(contentType, raw).data));
+  }
+
+  private pool(url: string): { pool: Pool; base: string } {
+    if (this.closed) throw new ReplicaUnreachable(url, 'sync client is closed');
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch (err) {
+      throw new ReplicaUnreachable(url, 'not a valid node URL', { cause: err });
+    }
+    let pool = this.pools.get(parsed.origin);
+    if (!pool) {
+      pool = new Pool(parsed.origin, {
+        connections: this.connections,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        connect: { timeout: Math.min(this.timeoutMs, 5000) },
+      });
+      this.pools.set(parsed.origin, pool);
+    }
+    return { pool, base: parsed.pathname.replace(/\/+$/, '') };
+  }
+}

@@ -1,0 +1,236 @@
+import { createServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { FlexStoreError, InvalidRequest, Unavailable } from '../cluster/errors.js';
+import { isVersion } from '../cluster/hlc.js';
+import {
+  decodeHints,
+  decodeKey,
+  decodeList,
+  decodePut,
+  encodeEmpty,
+  encodeError,
+  encodeListReply,
+  encodePutReply,
+  encodeRecordReply,
+} from '../cluster/tcp-codec.js';
+import { FrameDecoder, FrameWriter, Op, ProtocolError } from '../cluster/tcp-protocol.js';
+import { MAX_LIST_LIMIT } from './replica-api.js';
+import type { Storage } from './storage.js';
+
+/**
+ * The replica API of replica-api.ts over the framed TCP protocol of
+ * src/cluster/tcp-protocol.ts, for gateways using TcpReplicaTransport. Same
+ * storage, same semantics: GET answers the record, tombstones included
+ * (NOT_FOUND when there is none); PUT is last-writer-wins and is answered
+ * only after its commit is on disk; LIST is GET /internal/keys; HINTS stores
+ * hinted-handoff notes through `storeHints`.
+ *
+ * A connection carries many requests at once. Reads answer in the turn they
+ * arrive, writes when their commit resolves, so replies leave out of order
+ * and are matched by request id. A failing operation is answered with an
+ * ERROR frame; only a broken frame closes its connection, and never the server.
+ */
+
+export interface TcpReplicaServerOptions {
+  /** The KV server's storage; the caller opens it and closes it after close() resolves. */
+  storage: Pick<Storage, 'get' | 'put' | 'list'>;
+  host: string;
+  /** 0 picks a free port; the bound one is in the result. */
+  port: number;
+  /** Stores hints for member `target` (see src/kv/hint-store.ts). Without it HINTS is answered with ERROR. */
+  storeHints?: (target: string, keys: string[]) => Promise<void>;
+  /** Where protocol errors (the connection is dropped) and listener errors are reported. Default: nowhere. */
+  log?: { warn(o: object, m?: string): void };
+}
+
+export interface RunningTcpReplicaServer {
+  /** The bound port. */
+  port: number;
+  /**
+   * Stops accepting, answers requests already read (a write in flight still
+   * commits and is acknowledged), then closes every connection. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** How long close() lets clients read their last replies before cutting their connections. */
+const CLOSE_GRACE_MS = 2000;
+
+export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Promise<RunningTcpReplicaServer> {
+  const connections = new Set<ReplicaConnection>();
+  let closing = false;
+  const server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => {
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    const conn = new ReplicaConnection(socket, opts);
+    connections.add(conn);
+    socket.on('close', () => connections.delete(conn));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // A failed accept must not crash the KV server; the listener keeps going.
+  server.on('error', (err) => opts.log?.warn({ err }, 'tcp replica server error'));
+  const port = (server.address() as AddressInfo).port;
+
+  let closed: Promise<void> | null = null;
+  return {
+    port,
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        await Promise.all([...connections].map((c) => c.drain()));
+        await stopped;
+      })();
+      return closed;
+    },
+  };
+}
+
+class ReplicaConnection {
+  private readonly decoder: FrameDecoder;
+  private readonly writer: FrameWriter;
+  private inFlight = 0;
+  private closing = false;
+  private drained: (() => void) | null = null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly opts: TcpReplicaServerOptions,
+  ) {
+    this.decoder = new FrameDecoder((id, op, body) => this.onFrame(id, op, body));
+    // A client that sends faster than it reads is paused until its replies drain.
+    let paused = false;
+    this.writer = new FrameWriter(socket, () => {
+      if (paused) return;
+      paused = true;
+      socket.pause();
+      socket.once('drain', () => {
+        paused = false;
+        socket.resume();
+      });
+    });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.opts.log?.warn(
+          { err, remote: `${socket.remoteAddress}:${socket.remotePort}` },
+          'closing replica connection after a protocol error',
+        );
+        this.decoder.stop();
+        socket.destroy();
+      }
+    });
+    // Resets and write errors end only this connection; 'close' follows.
+    socket.on('error', () => {});
+    socket.on('close', () => this.decoder.stop());
+  }
+
+  /** Answers what was read, then ends the connection; cuts it after CLOSE_GRACE_MS. */
+  drain(): Promise<void> {
+    this.closing = true;
+    return new Promise<void>((resolve) => {
+      if (this.socket.destroyed) return resolve();
+      const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+      timer.unref();
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.drained = () => {
+        this.decoder.stop();
+        this.writer.flush();
+        this.socket.end();
+      };
+      if (this.inFlight === 0) this.drained();
+    });
+  }
+
+  private onFrame(id: number, op: number, body: Buffer): void {
+    if (this.closing) {
+      this.writer.write(encodeError(id, errorText(new Unavailable('replica server is closing'))));
+      return;
+    }
+    const { storage } = this.opts;
+    switch (op) {
+      case Op.GET: {
+        const key = decodeKey(body);
+        this.answer(id, () => {
+          const rec = storage.get(key);
+          return rec ? encodeRecordReply(id, rec) : encodeEmpty(id, Op.NOT_FOUND);
+        });
+        return;
+      }
+      case Op.PUT: {
+        const { key, rec } = decodePut(body);
+        this.answerLater(id, () => {
+          if (!isVersion(rec.version)) {
+            throw new InvalidRequest('version must be a version like 0190a1b2c3d4.000000.gw-1', { got: rec.version });
+          }
+          return storage.put(key, rec).then((r) => encodePutReply(id, r));
+        });
+        return;
+      }
+      case Op.LIST: {
+        const q = decodeList(body);
+        this.answer(id, () => {
+          if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_LIST_LIMIT) {
+            throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`, { got: q.limit });
+          }
+          return encodeListReply(id, storage.list(q));
+        });
+        return;
+      }
+      case Op.HINTS: {
+        const { target, keys } = decodeHints(body);
+        this.answerLater(id, () => {
+          const store = this.opts.storeHints;
+          if (!store) throw new Unavailable('this replica does not store hints');
+          return store(target, keys).then(() => encodeEmpty(id, Op.OK));
+        });
+        return;
+      }
+      default:
+        // A newer client's operation: say so, and keep the connection.
+        this.writer.write(encodeError(id, `INVALID_REQUEST unknown operation ${op}`));
+    }
+  }
+
+  private answer(id: number, run: () => Buffer): void {
+    let reply: Buffer;
+    try {
+      reply = run();
+    } catch (err) {
+      reply = encodeError(id, errorText(err));
+    }
+    this.writer.write(reply);
+  }
+
+  private answerLater(id: number, run: () => Promise<Buffer>): void {
+    this.inFlight++;
+    let p: Promise<Buffer>;
+    try {
+      p = run();
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.catch((err: unknown) => encodeError(id, errorText(err))).then((reply) => {
+      this.writer.write(reply);
+      if (--this.inFlight === 0 && this.closing) this.drained?.();
+    });
+  }
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof FlexStoreError) return `${err.code} ${err.message}`;
+  if (err instanceof ProtocolError) return `INVALID_REQUEST ${err.message}`;
+  return `INTERNAL ${err instanceof Error ? err.message : String(err)}`;
+}
