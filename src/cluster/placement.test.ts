@@ -57,3 +57,15 @@ test('no change, no acquirers, read = target', () => {
   assert.equal(p.acquirers().size, 0);
   for (const arc of p.arcs()) assert.deepEqual(arc.read, arc.target);
 });
+
+test('lists() hashes once and agrees with readList/targetList, during a change and outside one', () => {
+  for (const phase of [undefined, 'joining', 'leaving'] as const) {
+    const p = new Placement([member('a'), member('b'), member('c'), member('d', phase)], 3, 16);
+    for (let i = 0; i < 200; i++) {
+      const key = `k${i}`;
+      const { read, target } = p.lists(key);
+      assert.deepEqual(read, p.readList(key));
+      assert.deepEqual(target, p.targetList(key));
+    }
+  }
+});

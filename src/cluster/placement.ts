@@ -36,6 +36,7 @@ export class Placement {
   readonly readRing: Ring;
   readonly targetRing: Ring;
   readonly members: ReadonlyMap<string, Member>;
+  private readonly changingNow: boolean;
 
   constructor(
     members: readonly Member[],
@@ -43,6 +44,7 @@ export class Placement {
     readonly vnodes?: number,
   ) {
     this.members = new Map(members.map((m) => [m.id, m]));
+    this.changingNow = members.some((m) => phaseOf(m) !== 'active');
     this.readRing = new Ring(
       members.filter((m) => phaseOf(m) !== 'joining').map((m) => m.id),
       vnodes,
@@ -55,8 +57,7 @@ export class Placement {
 
   /** True while some member is joining or leaving. */
   get changing(): boolean {
-    for (const m of this.members.values()) if (phaseOf(m) !== 'active') return true;
-    return false;
+    return this.changingNow;
   }
 
   readList(key: string): string[] {
@@ -65,6 +66,14 @@ export class Placement {
 
   targetList(key: string): string[] {
     return this.targetRing.preferenceList(key, this.replicationFactor);
+  }
+
+  /** Both lists from one hash; outside a change they are the same array. */
+  lists(key: string): { read: string[]; target: string[] } {
+    const h = hash64(key);
+    const read = this.readRing.preferenceListForHash(h, this.replicationFactor);
+    const target = this.changingNow ? this.targetRing.preferenceListForHash(h, this.replicationFactor) : read;
+    return { read, target };
   }
 
   /**

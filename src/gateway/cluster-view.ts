@@ -69,6 +69,13 @@ export class ClusterView {
     return this.placement.targetList(key).map((id) => this.members.get(id)!);
   }
 
+  /** Current and future owners of the key, hashed once (writes need both). */
+  writeLists(key: string): { read: Member[]; target: Member[] } {
+    const { read, target } = this.placement.lists(key);
+    const r = read.map((id) => this.members.get(id)!);
+    return { read: r, target: target === read ? r : target.map((id) => this.members.get(id)!) };
+  }
+
   get changing(): boolean {
     return this.placement.changing;
   }

@@ -82,7 +82,6 @@ export class Coordinator {
   }
 
   async put(key: string, value: Buffer, contentType: string, consistency: Consistency): Promise<WriteResult> {
-    this.placement(key);
     const rec: ReplicaRecord = { value, version: this.clock.next(), tombstone: false, contentType };
     return this.write(key, rec, consistency, 'write');
   }
@@ -152,10 +151,10 @@ export class Coordinator {
   }
 
   private async write(key: string, rec: ReplicaRecord, consistency: Consistency, op: 'write' | 'delete'): Promise<WriteResult> {
-    const read = this.view.readList(key);
-    const target = this.view.targetList(key);
+    const { read, target } = this.view.writeLists(key);
+    if (read.length === 0 && target.length === 0) throw new NoMembers('no KV servers are registered');
     const targets = [...read];
-    for (const m of target) if (!targets.some((t) => t.id === m.id)) targets.push(m);
+    if (target !== read) for (const m of target) if (!targets.some((t) => t.id === m.id)) targets.push(m);
     const needRead = requiredReplicas(consistency, read.length);
     const needTarget = requiredReplicas(consistency, target.length);
     const readIds = new Set(read.map((m) => m.id));
