@@ -9,8 +9,11 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
+# Test suites stay out of the image; dist/test/support stays (the bench's
+# process helpers). The bench itself needs the dev dependencies (autocannon,
+# vega-lite), so `flexstore bench` runs from a checkout, not from this image.
 RUN npm run build \
- && rm -rf dist/test \
+ && rm -rf dist/test/integration dist/test/faults \
  && find dist -name '*.test.*' -delete
 
 FROM node:20-bookworm-slim AS runtime

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'undici';
+import { waitFor } from '../test/support/process.js';
 
 const live = new Set<ChildProcess>();
 // An interrupted run must not leave servers holding ports and CPU behind.
@@ -96,26 +97,9 @@ export class ChildService {
   }
 }
 
-/** Polls probe until it returns a value other than undefined/false, or times out. */
-export async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls probe until it returns a value other than undefined/false, or times out (the test suite's waitFor). */
+export function waitUntil<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  return waitFor(what, probe, { timeoutMs, intervalMs: 100 });
 }
 
 /** One small HTTP exchange for set-up and probes (not for load). */

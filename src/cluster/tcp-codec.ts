@@ -1,3 +1,4 @@
+import { codeUnitBytes, readCodeUnits, writeCodeUnits } from './code-units.js';
 import { FRAME_HEADER_BYTES, Op, ProtocolError, allocFrame as alloc } from './tcp-protocol.js';
 import type { ListEntry, ListPage, ListQuery, PutResult } from './transport.js';
 import type { ReplicaRecord } from './types.js';
@@ -28,58 +29,12 @@ import type { ReplicaRecord } from './types.js';
  */
 
 const FLAG_TOMBSTONE = 1;
-const SURROGATE = /[\uD800-\uDFFF]/;
 
 // ---- strings ----
 
-function strBytes(s: string): number {
-  if (!SURROGATE.test(s)) return Buffer.byteLength(s);
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-  }
-  return n;
-}
-
-function writeStr(buf: Buffer, s: string, off: number): number {
-  if (!SURROGATE.test(s)) return off + buf.write(s, off, 'utf8');
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) buf[off++] = c;
-    else if (c < 0x800) {
-      buf[off++] = 0xc0 | (c >> 6);
-      buf[off++] = 0x80 | (c & 0x3f);
-    } else {
-      buf[off++] = 0xe0 | (c >> 12);
-      buf[off++] = 0x80 | ((c >> 6) & 0x3f);
-      buf[off++] = 0x80 | (c & 0x3f);
-    }
-  }
-  return off;
-}
-
-function readStr(buf: Buffer, start: number, end: number): string {
-  // An encoded surrogate starts ED A0..BF, which UTF-8 never contains.
-  let i = buf.indexOf(0xed, start);
-  while (i !== -1 && i < end - 1 && buf[i + 1]! < 0xa0) i = buf.indexOf(0xed, i + 1);
-  if (i === -1 || i >= end - 1) return buf.toString('utf8', start, end);
-  let out = '';
-  for (let p = start; p < end; ) {
-    const b = buf[p]!;
-    if (b < 0x80) {
-      out += String.fromCharCode(b);
-      p += 1;
-    } else if (b < 0xe0) {
-      out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
-      p += 2;
-    } else {
-      out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
-      p += 3;
-    }
-  }
-  return out;
-}
+const strBytes = codeUnitBytes;
+const writeStr = writeCodeUnits;
+const readStr = readCodeUnits;
 
 // ---- bodies ----
 

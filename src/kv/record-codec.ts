@@ -1,3 +1,4 @@
+import { codeUnitBytes, readCodeUnits, writeCodeUnits } from '../cluster/code-units.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 
 /**
@@ -10,7 +11,6 @@ export const RECORD_FORMAT = 1;
 const HEADER_BYTES = 5;
 const FLAG_TOMBSTONE = 1;
 export const EMPTY = Buffer.alloc(0);
-const SURROGATE = /[\uD800-\uDFFF]/;
 
 /**
  * Keys are written in a CESU-8-style encoding: every UTF-16 code unit is
@@ -27,66 +27,22 @@ export const keyCodec = {
       target.set(key, start);
       return start + key.length;
     }
-    if (!SURROGATE.test(key)) {
-      if (start + key.length * 3 > target.length && start + Buffer.byteLength(key) > target.length) {
-        // lmdb-js retries with a fresh buffer on RangeError.
-        throw new RangeError('key does not fit in the key buffer');
-      }
-      return start + target.write(key, start, 'utf8');
-    }
     if (start + key.length * 3 > target.length && start + encodedKeyBytes(key) > target.length) {
+      // lmdb-js retries with a fresh buffer on RangeError.
       throw new RangeError('key does not fit in the key buffer');
     }
-    let p = start;
-    for (let i = 0; i < key.length; i++) {
-      const c = key.charCodeAt(i);
-      if (c < 0x80) target[p++] = c;
-      else if (c < 0x800) {
-        target[p++] = 0xc0 | (c >> 6);
-        target[p++] = 0x80 | (c & 0x3f);
-      } else {
-        target[p++] = 0xe0 | (c >> 12);
-        target[p++] = 0x80 | ((c >> 6) & 0x3f);
-        target[p++] = 0x80 | (c & 0x3f);
-      }
-    }
-    return p;
+    return writeCodeUnits(target, key, start);
   },
 
   readKey(source: Uint8Array, start: number, end: number): string {
     const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-    // A surrogate encodes as ED A0..BF; UTF-8 never contains that, so without it
-    // the fast native decoder is exact.
-    let i = buf.indexOf(0xed, start);
-    while (i !== -1 && i < end - 1 && buf[i + 1]! < 0xa0) i = buf.indexOf(0xed, i + 1);
-    if (i === -1 || i >= end - 1) return buf.toString('utf8', start, end);
-    let out = '';
-    for (let p = start; p < end; ) {
-      const b = buf[p]!;
-      if (b < 0x80) {
-        out += String.fromCharCode(b);
-        p += 1;
-      } else if (b < 0xe0) {
-        out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
-        p += 2;
-      } else {
-        out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
-        p += 3;
-      }
-    }
-    return out;
+    return readCodeUnits(buf, start, end);
   },
 };
 
 /** Encoded size of a key under keyCodec. */
 export function encodedKeyBytes(key: string): number {
-  if (!SURROGATE.test(key)) return Buffer.byteLength(key);
-  let n = 0;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-  }
-  return n;
+  return codeUnitBytes(key);
 }
 
 /**
