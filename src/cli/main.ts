@@ -188,6 +188,10 @@ async function runServer(name: string, start: () => Promise<RunningServer & { id
   }
   const id = server.id ? ` (id ${server.id})` : '';
   process.stdout.write(`flexstore ${name} listening on ${server.url}${id}\n`);
+  void server.failed?.then((err) => {
+    process.stderr.write(`flexstore ${name}: stopped: ${oneLine(err)}\n`);
+    process.exit(1);
+  });
   if (stopRequested) await stop();
 }
 

@@ -83,4 +83,9 @@ export interface RunningServer {
   port: number;
   /** Stops accepting, finishes in-flight work, releases ports and files. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Settles with the reason when the server stopped itself (e.g. a KV server
+   * refused by the registry), after it has closed; never settles otherwise.
+   */
+  failed?: Promise<Error>;
 }

@@ -109,6 +109,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   );
 
   let closing: Promise<void> | null = null;
+  let failWith!: (err: Error) => void;
+  const failed = new Promise<Error>((resolve) => (failWith = resolve));
   const heartbeater = new Heartbeater({
     registryUrl: cfg.registryUrl,
     id,
@@ -121,7 +123,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     // serving it could bring deleted values back. Stop rather than serve.
     onRejected: (err) => {
       app.log.error({ id, err: err.message }, 'the registry refused this server; shutting down');
-      void close();
+      void close().then(() => failWith(new Error(`the registry refused this server: ${err.message}`)));
     },
   });
 
@@ -147,7 +149,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   // Not awaited: start-up does not wait for the registry (see above).
   void watcher.start();
 
-  return { url, port: boundPort, id, close, progress };
+  return { url, port: boundPort, id, close, progress, failed };
 }
 
 function validateConfig(cfg: KvConfig): void {

@@ -195,6 +195,7 @@ describe('self-healing', () => {
     await c.startKv(2).catch(() => {});
     const exit = await Promise.race([slot.proc.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
     assert.notEqual(exit, 'still running', 'a server down past the grace must stop');
+    assert.equal((exit as { code: number | null }).code, 1, 'and say so with a failing exit code');
     assert.match(slot.proc.logs(), /tombstone grace/);
     assert.equal((await http('GET', kvUrl(gw, 'kept'))).text, 'y');
   });
