@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -527,6 +527,22 @@ describe('registry server', () => {
   });
 });
 
+/** The pid of a process whose argv contains `args` in order (read from /proc; Linux only). */
+function pidOf(args: string[]): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const at = argv.indexOf(args[0]!);
+    if (at !== -1 && args.every((a, i) => argv[at + i] === a)) return Number(entry);
+  }
+  return undefined;
+}
+
 describe('dev cluster', () => {
   it('starts every server, serves put/get through the gateway, and stops cleanly on SIGTERM', { timeout: 90_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flexstore-dev-'));
@@ -553,6 +569,14 @@ describe('dev cluster', () => {
       const env = { FLEXSTORE_GATEWAY: `http://127.0.0.1:${ports.gateway}` };
       // Membership reaches the gateway asynchronously; a write succeeds once it knows a quorum.
       await waitFor('a successful put', async () => ((await run(['put', 'dev-key', 'dev-value'], { env })).code === 0 ? true : undefined), 20_000);
+      assert.equal((await run(['get', 'dev-key'], { env })).stdout.toString(), 'dev-value');
+
+      // A KV server killed with SIGKILL: dev says so and the rest keeps serving.
+      const kvPid = pidOf(['kv', '--port', String(ports.kv[1])]);
+      assert.ok(kvPid, 'found the KV child');
+      process.kill(kvPid, 'SIGKILL');
+      await waitFor('the report', () => (io.stderr().includes('keeps running') ? true : undefined), 10_000);
+      io.checkAlive();
       assert.equal((await run(['get', 'dev-key'], { env })).stdout.toString(), 'dev-value');
 
       child.kill('SIGTERM');

@@ -91,6 +91,7 @@ export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise
   const width = Math.max(...[registry, ...kvs, gateway].map((s) => s.name.length));
   const children: Child[] = [];
   let stopping = false;
+  let ready = false;
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
 
@@ -123,10 +124,16 @@ export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise
       if (child.exitInfo) return;
       child.exitInfo = { code, signal };
       markExited();
-      if (!stopping) {
+      if (stopping) return;
+      if (!ready) {
         log(`dev: ${spec.name} ${why}; stopping the cluster`);
         void stopAll(1);
+        return;
       }
+      // Once the cluster is up, losing a server is something to watch, not a
+      // reason to stop the others: that is what replication is for.
+      log(`dev: ${spec.name} ${why}; the rest of the cluster keeps running`);
+      log(`dev: to start it again: npx flexstore ${spec.args.join(' ')}`);
     };
     // 'close' rather than 'exit': it comes after the child's last output has been read and forwarded.
     proc.once('close', (code, signal) =>
@@ -148,7 +155,9 @@ export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise
 
   startup.then(
     () => {
-      if (!stopping) printSummary(registry, kvs, gateway, config);
+      if (stopping) return;
+      ready = true;
+      printSummary(registry, kvs, gateway, config);
     },
     (err: unknown) => {
       if (stopping) return;
