@@ -49,6 +49,7 @@ export class BenchCluster {
         '--port', String(c.registryPort),
         '--host', '127.0.0.1',
         '--data-dir', path.join(dir, 'registry'),
+        '--replication-factor', String(opts.replicationFactor),
         '--log-level', 'warn',
       ]);
       await c.waitHealthy(c.registry, `${c.registryUrl}/health`);
@@ -61,6 +62,7 @@ export class BenchCluster {
           '--host', '127.0.0.1',
           '--registry-url', c.registryUrl,
           '--data-dir', dataDir,
+          '--replication-factor', String(opts.replicationFactor),
           '--log-level', 'warn',
         ]);
         c.kvs.push({ port, dataDir, proc });
@@ -108,10 +110,11 @@ export class BenchCluster {
       nodeFlags,
     );
     await this.waitHealthy(this.gateway, `${this.gatewayUrl}/cluster`);
-    await waitUntil(`${this.opts.kvCount} KV servers up at the gateway`, async () => {
+    // Up and active: measuring while a member still joins would time its range pull too.
+    await waitUntil(`${this.opts.kvCount} KV servers up and active at the gateway`, async () => {
       const res = await fetchJson('GET', `${this.gatewayUrl}/cluster`);
-      const members = (res.json?.members ?? []) as Array<{ state: string }>;
-      return members.filter((m) => m.state === 'up').length === this.opts.kvCount;
+      const members = (res.json?.members ?? []) as Array<{ state: string; phase?: string }>;
+      return members.filter((m) => m.state === 'up' && (m.phase ?? 'active') === 'active').length === this.opts.kvCount;
     });
   }
 
