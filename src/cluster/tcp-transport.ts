@@ -28,7 +28,7 @@ import type { ReplicaRecord } from './types.js';
  * node without one fails the call with ReplicaUnreachable so the caller can
  * fall back to HTTP.
  *
- * A few persistent connections per node, opened on first use, each carrying
+ * Persistent connections per node (one by default), opened on first use, each carrying
  * any number of requests at once; calls are spread over them round-robin.
  * Frames produced in one event-loop turn go out in one write. A lost
  * connection fails its calls at once and the next call reconnects; a refused
@@ -42,7 +42,11 @@ import type { ReplicaRecord } from './types.js';
 export interface TcpReplicaTransportOptions {
   /** Default deadline of one call, connect to reply. Default 2000 ms. */
   timeoutMs?: number;
-  /** Connections per node; calls are spread over them. Default 2. */
+  /**
+   * Connections per node; calls are spread over them. Default 1: one socket
+   * per node coalesces the most frames per write (measured: fewer write
+   * syscalls per PUT on both sides than with 2), and the protocol pipelines.
+   */
   connections?: number;
   /** The replica TCP port of the node at this HTTP base URL; undefined when it serves none. */
   resolvePort: (nodeUrl: string) => number | undefined;
@@ -74,7 +78,7 @@ export class TcpReplicaTransport implements ReplicaTransport {
 
   constructor(opts: TcpReplicaTransportOptions) {
     this.timeoutMs = opts.timeoutMs ?? 2000;
-    this.connections = Math.max(1, opts.connections ?? 2);
+    this.connections = Math.max(1, opts.connections ?? 1);
     this.resolvePort = opts.resolvePort;
   }
 

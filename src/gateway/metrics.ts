@@ -68,8 +68,35 @@ export class GatewayMetrics {
     });
   }
 
+  /**
+   * prom-client hashes a label set on every inc/observe; on the hot path the
+   * labelled children are looked up once per distinct set and reused. Label
+   * sets are few (routes × methods × statuses, ops × outcomes), so the caches
+   * stay small.
+   */
+  private readonly requestChildren = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
+  private readonly replicaOk = new Map<string, { inc(): void }>();
+
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    const id = `${route} ${method} ${status}`;
+    let c = this.requestChildren.get(id);
+    if (!c) {
+      const labels = { route, method, status: String(status) };
+      c = { count: this.requests.labels(labels), latency: this.latency.labels(labels) };
+      this.requestChildren.set(id, c);
+    }
+    c.count.inc();
+    c.latency.observe(seconds);
+  }
+
   replicaResult(op: string, nodeId: string, ok: boolean): void {
-    this.replicaRequests.inc({ op, outcome: ok ? 'ok' : 'error' });
-    if (!ok) this.replicaErrors.inc({ op, node: nodeId });
+    if (ok) {
+      let c = this.replicaOk.get(op);
+      if (!c) this.replicaOk.set(op, (c = this.replicaRequests.labels({ op, outcome: 'ok' })));
+      c.inc();
+      return;
+    }
+    this.replicaRequests.inc({ op, outcome: 'error' });
+    this.replicaErrors.inc({ op, node: nodeId });
   }
 }

@@ -64,14 +64,10 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     done(null, body),
   );
 
-  app.addHook('onResponse', async (req, reply) => {
-    const labels = {
-      route: req.routeOptions.url ?? 'unmatched',
-      method: req.method,
-      status: String(reply.statusCode),
-    };
-    metrics.requests.inc(labels);
-    metrics.latency.observe(labels, reply.elapsedTime / 1000);
+  // A callback hook, not an async one: no promise per request.
+  app.addHook('onResponse', (req, reply, done) => {
+    metrics.observeRequest(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   const replicasHeader = (reply: FastifyReply, ids: string[]) => reply.header('x-flexstore-replicas', ids.join(','));

@@ -334,11 +334,22 @@ export class MemberTable {
 
   /** Members that must still finish a sync pass before the current change completes. */
   pendingAcquirers(): string[] {
+    if (!this.changing()) return [];
     const placement = this.placement();
     if (!placement.changing) return [];
     return [...placement.acquirers()].filter(
       (id) => (this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.currentEpoch,
     );
+  }
+
+  /**
+   * Whether a join or leave is under way, without building rings: sweep()
+   * asks four times a second, and two 256-vnode rings cost MD5 work that
+   * showed up as the registry's whole idle CPU.
+   */
+  private changing(): boolean {
+    for (const m of this.members.values()) if (phaseOf(m) !== 'active') return true;
+    return false;
   }
 
   private placement(): Placement {
@@ -351,6 +362,7 @@ export class MemberTable {
    * true when it changed anything.
    */
   private maybeComplete(now: number): boolean {
+    if (!this.changing()) return false;
     const placement = this.placement();
     if (!placement.changing) return false;
     for (const id of placement.acquirers()) {
