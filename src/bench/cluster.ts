@@ -21,9 +21,9 @@ export interface BenchClusterOptions {
  * and measure failover instead of steady state.
  */
 /** A FlexStore process started through the CLI shim, optionally with Node.js flags of its own. */
-function flexProcess(name: string, args: string[], nodeFlags: string[] = []): ChildService {
+function flexProcess(name: string, args: string[], nodeFlags: string[] = [], logLevel = 'warn'): ChildService {
   return new ChildService(name, process.execPath, [...nodeFlags, BIN, ...args], {
-    env: { ...process.env, LOG_LEVEL: 'warn' },
+    env: { ...process.env, LOG_LEVEL: logLevel },
   });
 }
 
@@ -53,21 +53,7 @@ export class BenchCluster {
         '--log-level', 'warn',
       ]);
       await c.waitHealthy(c.registry, `${c.registryUrl}/health`);
-      for (let i = 0; i < opts.kvCount; i++) {
-        const port = await freePort();
-        const dataDir = path.join(dir, `kv-${i}`);
-        const proc = flexProcess(`kv${i}`, [
-          'kv',
-          '--port', String(port),
-          '--host', '127.0.0.1',
-          '--registry-url', c.registryUrl,
-          '--data-dir', dataDir,
-          '--replication-factor', String(opts.replicationFactor),
-          '--log-level', 'warn',
-        ]);
-        c.kvs.push({ port, dataDir, proc });
-        await c.waitHealthy(proc, `http://127.0.0.1:${port}/health-check`);
-      }
+      for (let i = 0; i < opts.kvCount; i++) await c.addKv();
       c.gatewayPort = await freePort();
       await c.startGateway();
     } catch (err) {
@@ -75,6 +61,29 @@ export class BenchCluster {
       throw err;
     }
     return c;
+  }
+
+  /**
+   * Starts one more KV server and waits until it answers (not until it has
+   * joined: a caller timing the join watches that itself).
+   */
+  async addKv(logLevel = 'warn'): Promise<{ port: number; dataDir: string; proc: ChildService }> {
+    const i = this.kvs.length;
+    const port = await freePort();
+    const dataDir = path.join(this.dir, `kv-${i}`);
+    const proc = flexProcess(`kv${i}`, [
+      'kv',
+      '--port', String(port),
+      '--host', '127.0.0.1',
+      '--registry-url', this.registryUrl,
+      '--data-dir', dataDir,
+      '--replication-factor', String(this.opts.replicationFactor),
+      '--log-level', logLevel,
+    ], [], logLevel);
+    const kv = { port, dataDir, proc };
+    this.kvs.push(kv);
+    await this.waitHealthy(proc, `http://127.0.0.1:${port}/health-check`);
+    return kv;
   }
 
   get registryUrl(): string {

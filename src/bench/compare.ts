@@ -15,6 +15,7 @@ import {
   type RunRecord,
 } from './report.js';
 import { machineInfo, REPO_ROOT } from './output.js';
+import { runStreamBench, type StreamResult } from './stream.js';
 import { KeyDeck, etcdProtocol, kvProtocol, makeValue, workloadRequests, type Protocol } from './workloads.js';
 
 /** KV servers in the benchmarked FlexStore cluster. */
@@ -73,7 +74,7 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     runs * (opts.durationSec + 0.5) +
     systems.length * (warmSec + 0.5) +
     systems.reduce((a, s) => a + (EST_KEYS_PER_SEC[s] ? opts.keys / EST_KEYS_PER_SEC[s]! : 0), 0) * (opts.workloads.includes('delete') ? opts.rounds : 1) +
-    (systems.includes('flexstore') ? 4 : 0) +
+    (systems.includes('flexstore') ? 4 + (opts.streamKeys > 0 ? 8 + opts.streamKeys / 40_000 : 0) : 0) +
     (systems.includes('etcd') ? 3 : 0);
   log(
     `Plan: ${systems.map((s) => SYSTEM_LABEL[s]).join(', ')} × ${opts.workloads.map((w) => WORKLOAD_LABEL[w]).join(', ')}; ` +
@@ -159,6 +160,13 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     profile = await summarizeNewestProfile(opts.cpuProfDir, 10, REPO_ROOT);
   }
 
+  let stream: StreamResult | undefined;
+  if (cluster && opts.streamKeys > 0) {
+    // Its own cluster; the comparison cluster is stopped first (the idle baselines cost nothing).
+    await cluster.stop();
+    stream = await runStreamBench({ keys: opts.streamKeys, valueSize: opts.valueSize, log }, cleanups);
+  }
+
   const summaries = summarize(records);
   const report: BenchReport = {
     kind: 'flexstore-bench',
@@ -179,7 +187,8 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     skipped,
     summaries,
     ratios: ratios(summaries),
-    verdicts: verdicts(summaries),
+    verdicts: verdicts(summaries, stream),
+    ...(stream && { stream }),
     runs: records,
     elapsedSec: Math.round((Date.now() - started) / 100) / 10,
   };

@@ -40,6 +40,12 @@ export interface BenchOptions {
    * take a quarter of an hour on a 2-core machine and are opt-in.
    */
   scaleKeys: number[];
+  /**
+   * Keys a joining KV server streams in the streaming measurement (after the
+   * comparison runs, when FlexStore is measured). 0 skips it. Default 200000
+   * (20000 with --quick).
+   */
+  streamKeys: number;
   /** Also regenerate docs/benchmarks.md from the results. */
   writeDocs: boolean;
   /** Where results are written. Default bench/results in the repository. */
@@ -62,13 +68,14 @@ export const DEFAULT_OPTIONS: Readonly<BenchOptions> = {
   quick: false,
   scale: false,
   scaleKeys: [10_000, 100_000],
+  streamKeys: 200_000,
   writeDocs: false,
   outDir: undefined,
   cpuProfDir: undefined,
   help: false,
 };
 
-const QUICK = { durationSec: 2, keys: 2_000, scaleKeys: [2_000, 20_000] };
+const QUICK = { durationSec: 2, keys: 2_000, scaleKeys: [2_000, 20_000], streamKeys: 20_000 };
 
 export class BenchUsageError extends Error {
   readonly exitCode = 2;
@@ -100,6 +107,8 @@ Options:
   --scale                    Measure throughput and KV memory as the data grows
   --scale-keys <list>        Key counts for --scale (default: 10000,100000;
                              add 1000000 for the full curve, about 15+ min here)
+  --stream-keys <n>          Keys a joining KV server streams in the streaming
+                             measurement (default: 200000; 0 skips it)
   --write-docs               Regenerate docs/benchmarks.md from the results
   --out <dir>                Results directory (default: bench/results)
   --cpu-prof <dir>           Profile the FlexStore gateway; print its top functions
@@ -146,6 +155,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         quick: { type: 'boolean' },
         scale: { type: 'boolean' },
         'scale-keys': { type: 'string' },
+        'stream-keys': { type: 'string' },
         'write-docs': { type: 'boolean' },
         out: { type: 'string' },
         'cpu-prof': { type: 'string' },
@@ -159,7 +169,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const o: BenchOptions = { ...DEFAULT_OPTIONS, workloads: [...WORKLOADS], systems: [...SYSTEMS] };
   o.help = v.help ?? false;
   o.quick = v.quick ?? false;
-  if (o.quick) Object.assign(o, { durationSec: QUICK.durationSec, keys: QUICK.keys, scaleKeys: [...QUICK.scaleKeys] });
+  if (o.quick) Object.assign(o, { durationSec: QUICK.durationSec, keys: QUICK.keys, scaleKeys: [...QUICK.scaleKeys], streamKeys: QUICK.streamKeys });
   o.scale = v.scale ?? false;
   o.writeDocs = v['write-docs'] ?? false;
   if (v.connections !== undefined) o.connections = positiveInt('connections', v.connections);
@@ -184,6 +194,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     const counts = v['scale-keys'].split(',').map((s) => positiveInt('scale-keys', s.trim()));
     o.scaleKeys = [...new Set(counts)].sort((a, b) => a - b);
   }
+  if (v['stream-keys'] !== undefined) o.streamKeys = positiveInt('stream-keys', v['stream-keys'], 0);
   o.outDir = v.out;
   o.cpuProfDir = v['cpu-prof'];
   if (o.connections > o.keys && o.workloads.includes('delete')) {

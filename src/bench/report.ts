@@ -1,5 +1,6 @@
 import type { Measurement } from './load.js';
 import { SYSTEMS, WORKLOADS, type SystemName, type Workload } from './options.js';
+import { STREAM_TARGET_KEYS_PER_SEC, type StreamResult } from './stream.js';
 
 export const SYSTEM_LABEL: Record<SystemName, string> = {
   node: 'bare node:http',
@@ -44,7 +45,7 @@ export interface Verdict {
   name: string;
   flexstore: number;
   baseline: number;
-  unit: 'req/s' | 'ms';
+  unit: 'req/s' | 'ms' | 'keys/s';
   /** flexstore / baseline */
   ratio: number;
   target: string;
@@ -91,6 +92,8 @@ export interface BenchReport {
   summaries: Summary[];
   ratios: Ratio[];
   verdicts: Verdict[];
+  /** The streaming measurement (stream.ts); absent when it was not run. */
+  stream?: StreamResult;
   runs: RunRecord[];
   elapsedSec: number;
 }
@@ -161,7 +164,7 @@ export const P99_TARGET_WORKLOADS: readonly Workload[] = ['get', 'put'];
 const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** Checks FlexStore against the targets; a target whose runs are missing is left out. */
-export function verdicts(summaries: readonly Summary[]): Verdict[] {
+export function verdicts(summaries: readonly Summary[], stream?: StreamResult): Verdict[] {
   const out: Verdict[] = [];
   for (const { workload, min } of THROUGHPUT_TARGETS) {
     const fs = find(summaries, 'flexstore', workload);
@@ -197,6 +200,20 @@ export function verdicts(summaries: readonly Summary[]): Verdict[] {
       target: '≤ proxy p99',
       pass,
       shortfall: pass ? '' : `${r2(fs.p99 - px.p99)} ms over (${(fs.p99 / px.p99).toFixed(1)}× the proxy's p99)`,
+    });
+  }
+  if (stream) {
+    const min = STREAM_TARGET_KEYS_PER_SEC;
+    const pass = stream.keysPerSec >= min;
+    out.push({
+      name: 'Streaming keys/s',
+      flexstore: stream.keysPerSec,
+      baseline: min,
+      unit: 'keys/s',
+      ratio: r2(stream.keysPerSec / min),
+      target: `≥ ${fmtInt(min)} keys/s`,
+      pass,
+      shortfall: pass ? '' : `${fmtInt(min - stream.keysPerSec)} keys/s short (${((stream.keysPerSec / min) * 100).toFixed(0)}% of target)`,
     });
   }
   return out;
@@ -260,7 +277,7 @@ function ratioRows(summaries: readonly Summary[], rs: readonly Ratio[]): string[
   ]);
 }
 
-const VERDICT_HEADERS = ['Target', 'FlexStore', 'bare proxy', 'ratio', 'target', 'result'];
+const VERDICT_HEADERS = ['Target', 'FlexStore', 'bare proxy / goal', 'ratio', 'target', 'result'];
 const VERDICT_ALIGN = [0, 4, 5];
 
 function verdictRows(vs: readonly Verdict[]): string[][] {
@@ -281,6 +298,15 @@ function exhaustedNote(summaries: readonly Summary[]): string | undefined {
     : undefined;
 }
 
+function streamLine(st: StreamResult | undefined): string | undefined {
+  if (!st) return undefined;
+  return (
+    `Streaming between KV servers: a joining server pulled ${fmtInt(st.keysMoved)} of ${fmtInt(st.keys)} keys ` +
+    `(${st.valueSize}-byte values) in ${(st.passMs / 1000).toFixed(1)} s = ${fmtInt(st.keysPerSec)} keys/s; ` +
+    `it was active ${st.joinSec} s after its process started.`
+  );
+}
+
 /** The report as printed on the terminal. */
 export function terminalReport(r: BenchReport): string {
   const parts = [
@@ -288,6 +314,7 @@ export function terminalReport(r: BenchReport): string {
     exhaustedNote(r.summaries),
     r.ratios.length ? '\n' + textTable(RATIO_HEADERS, ratioRows(r.summaries, r.ratios)) : undefined,
     r.verdicts.length ? '\n' + textTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN) : undefined,
+    r.stream ? '\n' + streamLine(r.stream) : undefined,
     ...r.skipped.map((s) => `\n${SYSTEM_LABEL[s.system]} skipped: ${s.reason}`),
   ];
   return parts.filter((p) => p !== undefined).join('\n') + '\n';
@@ -325,6 +352,7 @@ export function markdownReport(r: BenchReport, opts: { chart?: string; headingLe
   if (r.verdicts.length) {
     out.push(`${h}# Targets`, '', markdownTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN), '');
   }
+  if (r.stream) out.push(streamLine(r.stream)!, '');
   for (const s of r.skipped) out.push(`${SYSTEM_LABEL[s.system]} was not measured: ${s.reason}.`, '');
   return out.join('\n');
 }

@@ -95,6 +95,16 @@ export class HashIndex {
     return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hi: hi >>> 0, lo: lo >>> 0 };
   }
 
+  /**
+   * For a conditional insert (Storage.insertMany): stores the entry of a key
+   * with no record yet, and returns the digest change to apply if the insert
+   * commits.
+   */
+  insert(w: IndexWrite): DigestDelta {
+    void this.index.put(w.indexKey, w.value);
+    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
+  }
+
   /** Inside the write transaction that removes key's record (of heldVersion). */
   remove(key: string, heldVersion: string): DigestDelta {
     const keyHash = keyHashBytes(key);

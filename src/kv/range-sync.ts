@@ -19,6 +19,11 @@ import type { SyncEntry, SyncRecord } from './sync-wire.js';
  *   repair or a retry can never go backwards.
  * - Up to MAX_IN_FLIGHT transfer batches run at once, across every range
  *   synced with the same peer.
+ * - A range this server holds nothing in (a joiner's acquired ranges, the
+ *   common bulk case) skips the comparison: the peer's records are streamed
+ *   page by page, values included, one request per page instead of an
+ *   entries page plus a fetch per batch. This doubled the keys/s a joining
+ *   server takes in (docs/benchmarks.md).
  * - A tombstone older than the purge horizon is not copied to a replica that
  *   lacks the key: it is due for removal everywhere, and copying it would
  *   only bring back what purging removed. It still replaces an older live
@@ -62,6 +67,16 @@ export class PeerTransfer {
   purgeDue(e: SyncEntry): boolean {
     const before = this.opts.purgeBeforeMs;
     return before !== undefined && e.tombstone && (parseVersion(e.version)?.wall ?? Infinity) < before;
+  }
+
+  /** Writes records streamed from the peer, as one more batch in flight. */
+  async store(records: SyncRecord[]): Promise<void> {
+    const { storage } = this.opts;
+    const keep = records.filter((r) => !this.purgeDue(r));
+    await this.launch(async () => {
+      if (keep.length > 0) await storage.insertMany(keep.map((r) => ({ key: r.key, rec: r })));
+      this.opts.onPulled(records.length);
+    });
   }
 
   async pull(key: string): Promise<void> {
@@ -183,6 +198,9 @@ export async function syncRange(
   signal: AbortSignal,
 ): Promise<void> {
   const { start, end, push } = range;
+  if (storage.hashRangePage(start, end, 1).entries.length === 0 && (await streamRange(range, client, peerUrl, transfer, signal))) {
+    return;
+  }
   const ask = (after?: string) => {
     const p = client.entries(peerUrl, { start, end, limit: ENTRIES_PAGE, ...(after !== undefined && { after }) });
     // A prefetched page that is never awaited (the sync failed) must not be an unhandled rejection.
@@ -220,5 +238,39 @@ export async function syncRange(
     for (const re of remote.values()) if (!transfer.purgeDue(re)) await transfer.pull(re.key);
     if (!page.more || boundary === undefined) return;
     localAfter = boundary;
+  }
+}
+
+/** Records per page of a streamed range: about one transfer batch. */
+const STREAM_PAGE = TRANSFER_BATCH;
+
+/**
+ * Copies every record of [start, end] from the peer, the next page asked for
+ * while the current one is written. Resolves false (nothing copied) when the
+ * peer predates the range endpoint, so the caller compares entries instead.
+ * Writes are last-writer-wins: a client write that lands here meanwhile is
+ * never replaced by an older streamed version.
+ */
+async function streamRange(
+  range: { start: bigint; end: bigint },
+  client: SyncClient,
+  peerUrl: string,
+  transfer: PeerTransfer,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const ask = (after?: string) => {
+    const p = client.range(peerUrl, { start: range.start, end: range.end, limit: STREAM_PAGE, ...(after !== undefined && { after }) });
+    p.catch(() => {});
+    return p;
+  };
+  let next = ask();
+  for (;;) {
+    const page = await next;
+    if (page === null) return false;
+    signal.throwIfAborted();
+    const last = page.records[page.records.length - 1]?.key;
+    if (page.more && last !== undefined) next = ask(last);
+    if (page.records.length > 0) await transfer.store(page.records);
+    if (!page.more || last === undefined) return true;
   }
 }

@@ -177,6 +177,39 @@ describe('Storage sync operations', () => {
     }
   });
 
+  test('insertMany inserts new keys and falls back to last-writer-wins for keys already held', async () => {
+    const s = Storage.open(tempDir());
+    const viaPutMany = Storage.open(tempDir());
+    try {
+      await s.put('held-old', rec(v(10)));
+      await s.put('held-new', rec(v(30)));
+      await viaPutMany.put('held-old', rec(v(10)));
+      await viaPutMany.put('held-new', rec(v(30)));
+      const batch = [
+        ...Array.from({ length: 300 }, (_, i) => ({ key: `new/${i}`, rec: rec(v(20, i), i % 7 === 0) })),
+        { key: 'held-old', rec: rec(v(20), false, 'streamed newer') },
+        { key: 'held-new', rec: rec(v(20), false, 'streamed older') },
+      ];
+      const { applied } = await s.insertMany(batch);
+      assert.equal(applied, 301, 'every new key and the newer version of a held key');
+      assert.equal(s.get('held-old')?.value.toString(), 'streamed newer');
+      assert.equal(s.get('held-new')?.version, v(30), 'an older streamed version never replaces a newer one');
+      assert.equal(s.get('new/7')?.tombstone, true);
+      await viaPutMany.putMany(batch);
+      // Same records, same index and digests, whichever path wrote them.
+      assertIndexMatches(s);
+      assert.deepEqual(allRecords(s), allRecords(viaPutMany));
+      const ranges: Array<[bigint, bigint]> = [[0n, HASH_SPACE_MAX], [0n, HASH_SPACE_MAX / 3n], [HASH_SPACE_MAX / 2n, HASH_SPACE_MAX]];
+      assert.deepEqual(s.digests(ranges), viaPutMany.digests(ranges));
+      assert.equal(s.digests(ranges)[0], bruteDigest(allRecords(s), 0n, HASH_SPACE_MAX));
+      await assert.rejects(s.insertMany([{ key: 'e', rec: rec(v(1)) }, { key: 'f', rec: rec('bad') }]));
+      assert.equal(s.get('e'), null, 'a bad record rejects the whole batch');
+    } finally {
+      await s.close();
+      await viaPutMany.close();
+    }
+  });
+
   test('purgeTombstones removes only tombstones older than the horizon, from both databases', async () => {
     const s = Storage.open(tempDir());
     try {

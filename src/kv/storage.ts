@@ -162,6 +162,11 @@ export class Storage {
   async putMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
     const writes = items.map(({ key, rec }) => this.prepare(key, rec));
     if (writes.length === 0) return { applied: 0 };
+    return { applied: await this.writePrepared(writes) };
+  }
+
+  /** Last-writer-wins writes in one transaction; resolves with how many were applied. */
+  private async writePrepared(writes: readonly PreparedWrite[]): Promise<number> {
     const deltas = await this.records.transaction(() => {
       const out: DigestDelta[] = [];
       for (const w of writes) {
@@ -171,7 +176,37 @@ export class Storage {
       return out;
     });
     this.hashIndex.committed(deltas);
-    return { applied: deltas.length };
+    return deltas.length;
+  }
+
+  /**
+   * putMany() for records that are most likely new here (a range streamed to
+   * a replica that held nothing in it). Each record is inserted only if its
+   * key has no record at commit time, a condition lmdb-js checks on its write
+   * thread, so the B-tree work leaves the event loop (a write transaction
+   * callback runs on it). Records whose key did appear meanwhile (a client
+   * write that landed during the transfer) go through putMany's
+   * last-writer-wins. Resolves after the commits are on disk.
+   */
+  async insertMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
+    const writes = items.map(({ key, rec }) => this.prepare(key, rec));
+    if (writes.length === 0) return { applied: 0 };
+    const deltas: Array<DigestDelta | undefined> = new Array(writes.length);
+    const inserted = await Promise.all(
+      writes.map((w, i) =>
+        this.records.ifNoExists(w.key, () => {
+          void this.records.put(w.key, w.record);
+          deltas[i] = this.hashIndex.insert(w.index);
+        }),
+      ),
+    );
+    const done: DigestDelta[] = [];
+    const rest: PreparedWrite[] = [];
+    inserted.forEach((ok, i) => (ok ? done.push(deltas[i]!) : rest.push(writes[i]!)));
+    this.hashIndex.committed(done);
+    let applied = done.length;
+    if (rest.length > 0) applied += await this.writePrepared(rest);
+    return { applied };
   }
 
   /** Keys in JS string order with their versions, tombstones included. */

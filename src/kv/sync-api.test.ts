@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
@@ -76,6 +78,28 @@ describe('sync API', () => {
     assert.deepEqual(narrow.entries, [{ key: 's/5', version: records[5]!.version, tombstone: false }]);
   });
 
+  test('range pages through a range in hash order, values included', async () => {
+    const seen: SyncRecord[] = [];
+    let afterKey: string | undefined;
+    for (;;) {
+      const page = await client.range(kv.url, { start: 0n, end: HASH_SPACE_MAX, limit: 25, ...(afterKey && { after: afterKey }) });
+      assert.ok(page, 'the server serves the range endpoint');
+      seen.push(...page.records);
+      if (!page.more) break;
+      afterKey = page.records[page.records.length - 1]!.key;
+    }
+    const byHash = (a: string, b: string) => {
+      const ha = hash64(a);
+      const hb = hash64(b);
+      return ha < hb ? -1 : ha > hb ? 1 : a < b ? -1 : 1;
+    };
+    assert.deepEqual(seen.map((r) => r.key), records.map((r) => r.key).sort(byHash));
+    for (const r of seen) assert.deepEqual(r, records.find((x) => x.key === r.key));
+    const one = hash64('s/5');
+    const narrow = await client.range(kv.url, { start: one, end: one, limit: 10 });
+    assert.deepEqual(narrow, { records: [records[5]], more: false });
+  });
+
   test('digests answer per range, in order, and match between equal replicas', async () => {
     const ranges: Array<[bigint, bigint]> = [[0n, HASH_SPACE_MAX], [0n, 0n], [hash64('s/5'), hash64('s/5')]];
     const digests = await client.digests(kv.url, ranges);
@@ -107,6 +131,21 @@ describe('sync API', () => {
     const all = await client.fetch(kv.url, keys);
     assert.deepEqual(all.map((r) => r.key), keys);
     assert.ok(all.every((r, i) => r.value.equals(big[i]!.value)));
+    // The range endpoint keeps to the same budget.
+    let pages = 0;
+    let bigSeen = 0;
+    let afterKey: string | undefined;
+    for (;;) {
+      const page = (await client.range(kv.url, { start: 0n, end: HASH_SPACE_MAX, limit: 10_000, ...(afterKey && { after: afterKey }) }))!;
+      pages++;
+      const bytes = page.records.reduce((n, r) => n + r.value.length, 0);
+      assert.ok(bytes <= 5 * 1024 * 1024, `a range page holds ${bytes} value bytes`);
+      bigSeen += page.records.filter((r) => r.key.startsWith('big/')).length;
+      if (!page.more) break;
+      afterKey = page.records[page.records.length - 1]!.key;
+    }
+    assert.equal(bigSeen, 6);
+    assert.ok(pages >= 2, 'six 1 MiB values take more than one page');
   });
 
   test('JSON requests get JSON answers; apply insists on MessagePack', async () => {
@@ -146,6 +185,21 @@ describe('sync API', () => {
     const wrongMethod = await request(`${kv.url}/internal/sync/entries`);
     assert.equal(wrongMethod.statusCode, 405);
     await wrongMethod.body.dump();
+  });
+
+  test('range resolves null for a peer that predates it (404), so callers compare entries instead', async () => {
+    const old = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end('{"error":{"code":"NOT_FOUND","message":"no such route"}}');
+    });
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(old.address() as AddressInfo).port}`;
+      assert.equal(await client.range(url, { start: 0n, end: HASH_SPACE_MAX, limit: 10 }), null);
+      await assert.rejects(client.entries(url, { start: 0n, end: HASH_SPACE_MAX, limit: 10 }), /answered 404/);
+    } finally {
+      await new Promise<void>((resolve) => old.close(() => resolve()));
+    }
   });
 
   test('status reports transfer progress', async () => {

@@ -9,6 +9,7 @@ import {
   SYNC_DIGESTS_PATH,
   SYNC_ENTRIES_PATH,
   SYNC_FETCH_PATH,
+  SYNC_RANGE_PATH,
   decodeBody,
   entryList,
   hashToHex,
@@ -16,6 +17,7 @@ import {
   packr,
   recordList,
   type EntriesPage,
+  type RecordsPage,
   type SyncRecord,
 } from './sync-wire.js';
 
@@ -78,6 +80,23 @@ export class SyncClient {
     });
     if (typeof body.more !== 'boolean') throw new ReplicaUnreachable(url, 'entries answered without "more"');
     return { entries: this.checked(url, () => entryList(body.entries, 'entries')), more: body.more };
+  }
+
+  /**
+   * One page of the peer's records in [start, end], values included, strictly
+   * after the key `after`. Resolves null when the peer predates the range
+   * endpoint (it answers 404): the caller compares entries instead.
+   */
+  async range(url: string, q: { start: bigint; end: bigint; after?: string; limit: number }): Promise<RecordsPage | null> {
+    const body = await this.call(url, SYNC_RANGE_PATH, {
+      start: hashToHex(q.start),
+      end: hashToHex(q.end),
+      ...(q.after !== undefined && { after: q.after }),
+      limit: q.limit,
+    }, true);
+    if (body === null) return null;
+    if (typeof body.more !== 'boolean') throw new ReplicaUnreachable(url, 'range answered without "more"');
+    return { records: this.checked(url, () => recordList(body.records, 'records', q.limit)), more: body.more };
   }
 
   /**
@@ -157,7 +176,9 @@ export class SyncClient {
     }
   }
 
-  private async call(url: string, path: string, body: object): Promise<Record<string, unknown>> {
+  private async call(url: string, path: string, body: object): Promise<Record<string, unknown>>;
+  private async call(url: string, path: string, body: object, nullOn404: true): Promise<Record<string, unknown> | null>;
+  private async call(url: string, path: string, body: object, nullOn404 = false): Promise<Record<string, unknown> | null> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const signal = AbortSignal.any([timeout, this.closing.signal]);
     let res: Dispatcher.ResponseData;
@@ -185,6 +206,7 @@ export class SyncClient {
     }
     const ct = res.headers['content-type'];
     const contentType = Array.isArray(ct) ? ct[0] : ct;
+    if (res.statusCode === 404 && nullOn404) return null;
     if (res.statusCode !== 200) {
       const text = raw.toString('utf8', 0, Math.min(raw.length, 500));
       throw new ReplicaUnreachable(url, `${path} answered ${res.statusCode}: ${text}`);

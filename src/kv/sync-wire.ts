@@ -17,6 +17,7 @@ export const MSGPACK = 'application/x-msgpack';
 export const SYNC_DIGESTS_PATH = '/internal/sync/digests';
 export const SYNC_ENTRIES_PATH = '/internal/sync/entries';
 export const SYNC_FETCH_PATH = '/internal/sync/fetch';
+export const SYNC_RANGE_PATH = '/internal/sync/range';
 export const SYNC_APPLY_PATH = '/internal/sync/apply';
 export const SYNC_STATUS_PATH = '/internal/sync/status';
 export const HINTS_PATH = '/internal/hints';
@@ -47,6 +48,12 @@ export interface SyncEntry {
 
 export interface EntriesPage {
   entries: SyncEntry[];
+  more: boolean;
+}
+
+/** One page of a range's records, as the range endpoint answers. */
+export interface RecordsPage {
+  records: SyncRecord[];
   more: boolean;
 }
 
