@@ -5,7 +5,8 @@ import { encodedKeyBytes, keyCodec } from './record-codec.js';
  * Byte layout of the hash index (see hash-index.ts) and the digest arithmetic.
  *
  *   key   = hash64(key), 8 bytes big-endian, then the key's bytes (keyCodec)
- *   value = [flags u8][entry hash, 8 bytes BE][version ascii]
+ *   value = empty (layout format 3; format 2 kept the version here, and such
+ *           values are ignored)
  *
  * The entry hash is a 64-bit hash of (key, version); a range's digest is the
  * XOR of its entries' entry hashes, so two replicas holding the same versions
@@ -14,8 +15,6 @@ import { encodedKeyBytes, keyCodec } from './record-codec.js';
  * out and the new one in.
  */
 
-export const INDEX_FLAG_TOMBSTONE = 1;
-const INDEX_HEADER_BYTES = 9;
 const HASH_MAX = (1n << 64n) - 1n;
 
 export interface HashScanOptions {
@@ -77,48 +76,6 @@ function fmix32(h: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
-}
-
-export function encodeIndexValue(version: string, tombstone: boolean, entry: Digest): Buffer {
-  const out = Buffer.allocUnsafe(INDEX_HEADER_BYTES + version.length);
-  out[0] = tombstone ? INDEX_FLAG_TOMBSTONE : 0;
-  out.writeUInt32BE(entry.hi, 1);
-  out.writeUInt32BE(entry.lo, 5);
-  out.write(version, INDEX_HEADER_BYTES, 'latin1');
-  return out;
-}
-
-/** One hash-index value, decoded. hi/lo are the entry hash's two 32-bit halves. */
-export interface IndexValue {
-  tombstone: boolean;
-  hi: number;
-  lo: number;
-  /** '' when decoded in hash-only mode. */
-  version: string;
-}
-
-/**
- * lmdb-js decoder for index values. Like RecordCodec it reads lmdb's shared
- * buffer and copies what it keeps; hash-only mode skips the version string,
- * which is all a digest scan needs.
- */
-export class IndexCodec {
-  hashOnly = false;
-
-  encode(_value: unknown): never {
-    throw new Error('index values must be written with asBinary(encodeIndexValue(...))');
-  }
-
-  decode(source: Uint8Array): IndexValue {
-    const buf = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.length);
-    if (buf.length < INDEX_HEADER_BYTES) throw new Error(`hash index value of ${buf.length} bytes`);
-    return {
-      tombstone: (buf[0]! & INDEX_FLAG_TOMBSTONE) !== 0,
-      hi: buf.readUInt32BE(1),
-      lo: buf.readUInt32BE(5),
-      version: this.hashOnly ? '' : buf.toString('latin1', INDEX_HEADER_BYTES),
-    };
-  }
 }
 
 /** A 64-bit digest as two unsigned 32-bit halves (cheaper than BigInt to XOR). */

@@ -1,41 +1,44 @@
-import { asBinary, type Database, type RootDatabase } from 'lmdb';
+import { type Database, type RootDatabase } from 'lmdb';
 import { parseVersion } from '../cluster/hlc.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import {
   DigestBuckets,
   digestHex,
-  encodeIndexValue,
   entryHash,
   indexKeyOf,
   indexRange,
   keyHashBytes,
   type Digest,
   type HashScanOptions,
-  type IndexCodec,
-  type IndexValue,
 } from './hash-index-codec.js';
-import { keyCodec, type RecordCodec } from './record-codec.js';
+import { keyCodec } from './record-codec.js';
 
 /**
- * The hash index: every record's key, version and tombstone flag in
- * placement-hash order (layout in hash-index-codec.ts), so anti-entropy can
- * scan and digest a ring range without reading values or the whole store.
+ * The hash index: every record's key in placement-hash order (hash64(key) ‖
+ * key, layout in hash-index-codec.ts), so anti-entropy can scan and digest a
+ * ring range without reading the whole store.
  *
- * Every record write updates its index entry in the same LMDB transaction
- * (Storage calls write()/remove() from inside it), so on disk the two never
- * disagree, and the digest cache is updated with the transaction's XOR delta
- * after the commit.
+ * Entries carry no value: a key's version and tombstone flag are read from
+ * its record (the authority) as a scan goes. So an entry is written only when
+ * its key is first stored and removed only when the record is purged, in the
+ * same LMDB transaction as the record; overwriting a key touches the records
+ * B-tree alone. Storing the version in the entry (layout format 2) meant a
+ * second B-tree leaf rewritten at a random place on every put: dropping it
+ * raised the cluster's PUT throughput by 10-30% (three replicas each write
+ * less per commit; docs/benchmarks.md), at the cost of one record lookup per
+ * entry in scans, which are rare and paged.
  *
- * Cost, and the known gap: the index is hash-ordered, so each put also
- * rewrites a B-tree leaf at a random place. Measured with 64 concurrent
- * writers and 100-byte values at 100,000 keys, a put costs about twice the
- * CPU of one without the index, and writes 2.2 times the bytes per commit with
- * random keys (13 times with keys that arrive in order, where the records
- * alone touch few pages). A log of changed keys, merged into the index in
- * batches, was tried: it wrote no fewer bytes once the index outgrew a merge
- * batch (a random leaf per merged key again), and left the index lagging the
- * records.
+ * The per-bucket digest cache is updated with each transaction's XOR delta
+ * after the commit, and rebuilt from the records when the storage opens.
  */
+
+/** What a scan needs of a record: its header. */
+export interface RecordHeaders {
+  header(key: string): Pick<ReplicaRecord, 'version' | 'tombstone'> | undefined;
+}
+
+/** The value of every index entry. */
+const EMPTY = Buffer.alloc(0);
 
 /** Records indexed per write transaction while building the index. */
 const BUILD_CHUNK = 10_000;
@@ -58,7 +61,6 @@ export interface DigestDelta {
 export interface IndexWrite {
   indexKey: Buffer;
   keyHash: Buffer;
-  value: IndexValue;
   entry: Digest;
 }
 
@@ -66,28 +68,34 @@ export class HashIndex {
   private readonly buckets = new DigestBuckets();
 
   constructor(
-    private readonly index: Database<IndexValue, Buffer>,
-    private readonly codec: IndexCodec,
+    private readonly index: Database<Buffer, Buffer>,
+    private readonly records: RecordHeaders,
+    /** Every record's key and header, for the digest cache's rebuild at open. */
+    eachRecord: (visit: (key: string, version: string) => void) => void,
   ) {
-    this.rebuildDigests();
+    eachRecord((key, version) => {
+      const keyHash = keyHashBytes(key);
+      const { hi, lo } = entryHash(version, keyHash);
+      this.buckets.toggle(DigestBuckets.bucketOfIndexKey(keyHash), hi, lo);
+    });
   }
 
   /** Everything the write transaction will store for (key, version), computed up front. */
-  static prepare(key: string, version: string, tombstone: boolean): IndexWrite {
+  static prepare(key: string, version: string): IndexWrite {
     const keyHash = keyHashBytes(key);
-    const entry = entryHash(version, keyHash);
-    const value = asBinary(encodeIndexValue(version, tombstone, entry)) as unknown as IndexValue;
-    return { indexKey: indexKeyOf(key, keyHash), keyHash, value, entry };
+    return { indexKey: indexKeyOf(key, keyHash), keyHash, entry: entryHash(version, keyHash) };
   }
 
   /**
-   * Inside the write transaction that stores the record: stores its index
-   * entry, replacing the one for heldVersion (the version the record had).
+   * Inside the write transaction that stores the record: adds the key's
+   * entry if the record is new (heldVersion undefined), and returns the
+   * digest change from heldVersion's entry hash to the new one.
    */
   write(w: IndexWrite, heldVersion: string | undefined): DigestDelta {
-    void this.index.put(w.indexKey, w.value);
     let { hi, lo } = w.entry;
-    if (heldVersion !== undefined) {
+    if (heldVersion === undefined) {
+      void this.index.put(w.indexKey, EMPTY);
+    } else {
       const old = entryHash(heldVersion, w.keyHash);
       hi ^= old.hi;
       lo ^= old.lo;
@@ -101,7 +109,7 @@ export class HashIndex {
    * commits.
    */
   insert(w: IndexWrite): DigestDelta {
-    void this.index.put(w.indexKey, w.value);
+    void this.index.put(w.indexKey, EMPTY);
     return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
   }
 
@@ -120,13 +128,27 @@ export class HashIndex {
   }
 
   /**
-   * Calls visit for each index entry whose hash is in [start, end], in (hash,
-   * key) order, until it returns false.
+   * Calls visit for each indexed key whose hash is in [start, end], in
+   * (hash, key) order, until it returns false. The index key's bytes are
+   * passed too (its first 8 are the key's hash).
    */
-  scan(start: bigint, end: bigint, visit: (key: string, hash: bigint, v: IndexValue) => boolean | void, opts: HashScanOptions = {}): void {
-    for (const { key, value } of this.index.getRange(indexRange(start, end, opts))) {
-      if (visit(keyCodec.readKey(key, 8, key.length), key.readBigUInt64BE(0), value) === false) return;
+  scanKeys(start: bigint, end: bigint, visit: (key: string, indexKey: Buffer) => boolean | void, opts: HashScanOptions = {}): void {
+    for (const key of this.index.getKeys(indexRange(start, end, opts)) as Iterable<Buffer>) {
+      if (visit(keyCodec.readKey(key, 8, key.length), key) === false) return;
     }
+  }
+
+  /**
+   * scanKeys with each key's version and tombstone flag, read from its
+   * record. An entry without a record (never written so: record and entry
+   * share every transaction) is skipped.
+   */
+  scan(start: bigint, end: bigint, visit: (key: string, hash: bigint, h: { version: string; tombstone: boolean }) => boolean | void, opts: HashScanOptions = {}): void {
+    this.scanKeys(start, end, (key, ikey) => {
+      const h = this.records.header(key);
+      if (h === undefined) return;
+      return visit(key, ikey.readBigUInt64BE(0), h);
+    }, opts);
   }
 
   /** Digest of [start, end] as 16 hex digits. */
@@ -144,12 +166,12 @@ export class HashIndex {
     let last: Buffer | undefined;
     let seen = 0;
     const range = after ? { start: after, exclusiveStart: true, limit } : { limit };
-    for (const { key, value } of this.index.getRange(range)) {
+    for (const ikey of this.index.getKeys(range) as Iterable<Buffer>) {
       seen++;
-      last = key;
-      if (value.tombstone && (parseVersion(value.version)?.wall ?? Infinity) < wallMs) {
-        found.push({ key: keyCodec.readKey(key, 8, key.length), version: value.version });
-      }
+      last = ikey;
+      const key = keyCodec.readKey(ikey, 8, ikey.length);
+      const h = this.records.header(key);
+      if (h?.tombstone && (parseVersion(h.version)?.wall ?? Infinity) < wallMs) found.push({ key, version: h.version });
     }
     return seen === limit ? { found, next: last } : { found };
   }
@@ -162,33 +184,25 @@ export class HashIndex {
   static build(
     root: RootDatabase,
     records: Database<ReplicaRecord, string>,
-    index: Database<IndexValue, Buffer>,
-    recordCodec: RecordCodec,
+    index: Database<Buffer, Buffer>,
   ): Migration {
     const t0 = performance.now();
     index.clearSync();
     let entries = 0;
     let after: string | undefined;
-    recordCodec.headerOnly = true;
-    try {
-      for (;;) {
-        const chunk: Array<[Buffer, Buffer]> = [];
-        const range = after === undefined ? { limit: BUILD_CHUNK } : { start: after, exclusiveStart: true, limit: BUILD_CHUNK };
-        for (const { key, value } of records.getRange(range)) {
-          const keyHash = keyHashBytes(key);
-          const entry = entryHash(value.version, keyHash);
-          chunk.push([indexKeyOf(key, keyHash), encodeIndexValue(value.version, value.tombstone, entry)]);
-          after = key;
-        }
-        if (chunk.length === 0) break;
-        root.transactionSync(() => {
-          for (const [k, v] of chunk) index.putSync(k, asBinary(v) as unknown as IndexValue);
-        });
-        entries += chunk.length;
-        if (chunk.length < BUILD_CHUNK) break;
+    for (;;) {
+      const chunk: Buffer[] = [];
+      const range = after === undefined ? { limit: BUILD_CHUNK } : { start: after, exclusiveStart: true, limit: BUILD_CHUNK };
+      for (const key of records.getKeys(range) as Iterable<string>) {
+        chunk.push(indexKeyOf(key, keyHashBytes(key)));
+        after = key;
       }
-    } finally {
-      recordCodec.headerOnly = false;
+      if (chunk.length === 0) break;
+      root.transactionSync(() => {
+        for (const k of chunk) index.putSync(k, EMPTY);
+      });
+      entries += chunk.length;
+      if (chunk.length < BUILD_CHUNK) break;
     }
     return { fromFormat: 1, entries, ms: Math.round(performance.now() - t0) };
   }
@@ -196,28 +210,13 @@ export class HashIndex {
   private scanDigest(from: bigint, to: bigint): Digest {
     let hi = 0;
     let lo = 0;
-    this.codec.hashOnly = true;
-    try {
-      for (const { value } of this.index.getRange(indexRange(from, to, {}))) {
-        hi ^= value.hi;
-        lo ^= value.lo;
-      }
-    } finally {
-      this.codec.hashOnly = false;
-    }
+    this.scanKeys(from, to, (key, ikey) => {
+      const h = this.records.header(key);
+      if (h === undefined) return;
+      const e = entryHash(h.version, ikey);
+      hi ^= e.hi;
+      lo ^= e.lo;
+    });
     return { hi: hi >>> 0, lo: lo >>> 0 };
-  }
-
-  /** One full index scan; runs when the storage opens. */
-  private rebuildDigests(): void {
-    this.buckets.clear();
-    this.codec.hashOnly = true;
-    try {
-      for (const { key, value } of this.index.getRange({})) {
-        this.buckets.toggle(DigestBuckets.bucketOfIndexKey(key), value.hi, value.lo);
-      }
-    } finally {
-      this.codec.hashOnly = false;
-    }
   }
 }

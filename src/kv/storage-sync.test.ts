@@ -259,6 +259,41 @@ describe('Storage sync operations', () => {
     }
   });
 
+  test('a format-2 data dir (versions kept in index entries) opens as is, its entry values ignored', async () => {
+    const dir = tempDir();
+    let s = Storage.open(dir);
+    const keys = Array.from({ length: 500 }, (_, i) => `f${i}`);
+    await s.putMany(keys.map((key, i) => ({ key, rec: rec(v(100 + i), i % 5 === 0) })));
+    const digest = s.digests([[0n, HASH_SPACE_MAX]]);
+    await s.close();
+    // Format 2 kept [flags][entry hash][version] in each entry; plant stale ones.
+    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8 });
+    const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
+    root.transactionSync(() => {
+      for (const { key } of index.getRange({})) index.putSync(key, Buffer.from('\u0001\u0000\u0000\u0000\u0000\u0000\u0000\u0000\u0000000000000001.000000.stale'));
+    });
+    const meta = root.openDB<unknown, string>({ name: 'meta' });
+    meta.putSync('layout', { format: 2, keyOrder: 'utf16' });
+    await root.close();
+
+    s = Storage.open(dir);
+    try {
+      assert.equal(s.migration, null, 'nothing to rebuild');
+      assertIndexMatches(s);
+      assert.deepEqual(s.digests([[0n, HASH_SPACE_MAX]]), digest);
+      await s.put('f1', rec(v(999)));
+      assert.equal(scanAll(s).find((e) => e.key === 'f1')?.version, v(999));
+    } finally {
+      await s.close();
+    }
+    const again = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8 });
+    assert.deepEqual(again.openDB<unknown, string>({ name: 'meta' }).get('layout'), { format: 3, keyOrder: 'utf16' });
+    // A layout from a newer FlexStore is refused, not guessed at.
+    again.openDB<unknown, string>({ name: 'meta' }).putSync('layout', { format: 4, keyOrder: 'utf16' });
+    await again.close();
+    assert.throws(() => Storage.open(dir), /storage layout/);
+  });
+
   test('hints: stored per target, paged, and deleted only when delivered at least as new', async () => {
     const s = Storage.open(tempDir());
     try {

@@ -5,7 +5,7 @@ import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { isVersion } from '../cluster/hlc.js';
 import type { ListEntry, ListPage, PutResult } from '../cluster/transport.js';
 import type { ReplicaRecord } from '../cluster/types.js';
-import { IndexCodec, type HashScanOptions, type IndexValue } from './hash-index-codec.js';
+import type { HashScanOptions } from './hash-index-codec.js';
 import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './hash-index.js';
 import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
 import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec } from './record-codec.js';
@@ -36,8 +36,12 @@ export type { HashScanOptions } from './hash-index-codec.js';
 /**
  * Bumped whenever the on-disk layout changes. Format 1 had no hash index and
  * no hints; opening a format-1 dir builds the index once (HashIndex.build).
+ * Format 2 index entries held the version; format 3 reads versions from the
+ * records and ignores whatever an entry holds, so a format-2 dir is taken as
+ * is (its layout is bumped so that an older FlexStore refuses it rather than
+ * trust versions no longer kept up to date).
  */
-const LAYOUT = { format: 2, keyOrder: 'utf16' } as const;
+const LAYOUT = { format: 3, keyOrder: 'utf16' } as const;
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
 /** Index entries a purge examines per read before yielding to the event loop. */
 const PURGE_SCAN_CHUNK = 10_000;
@@ -77,14 +81,13 @@ export class Storage {
   private constructor(
     private readonly root: RootDatabase,
     private readonly records: Database<ReplicaRecord, string>,
-    dbs: { index: Database<IndexValue, Buffer>; hints: Database<Buffer, Buffer> },
+    dbs: { index: Database<Buffer, Buffer>; hints: Database<Buffer, Buffer> },
     private readonly codec: RecordCodec,
-    indexCodec: IndexCodec,
     /** The one-time migration open() ran, for the caller to log; null when none. */
     readonly migration: Migration | null,
   ) {
     this.maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize - HINT_KEY_OVERHEAD;
-    this.hashIndex = new HashIndex(dbs.index, indexCodec);
+    this.hashIndex = new HashIndex(dbs.index, { header: (key) => this.headerOf(key) }, (visit) => this.eachHeader(visit));
     this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes);
   }
 
@@ -101,25 +104,25 @@ export class Storage {
       // keyEncoder and encoder objects are missing from lmdb-js's DatabaseOptions typings.
       const recordOptions = { name: 'records', keyEncoder: keyCodec, encoder: codec };
       const records = root.openDB<ReplicaRecord, string>(recordOptions as { name: string });
-      const indexCodec = new IndexCodec();
-      const indexOptions = { name: 'hash-index', keyEncoding: 'binary' as const, encoder: indexCodec };
-      const index = root.openDB<IndexValue, Buffer>(indexOptions as { name: string });
+      const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
       const hints = root.openDB<Buffer, Buffer>({ name: 'hints', keyEncoding: 'binary', encoding: 'binary' });
       const layout = meta.get('layout') as { format: number; keyOrder: string } | undefined;
       let migration: Migration | null = null;
       if (!layout) {
         meta.putSync('layout', LAYOUT);
-      } else if (layout.keyOrder !== LAYOUT.keyOrder || !(layout.format === 1 || layout.format === LAYOUT.format)) {
+      } else if (layout.keyOrder !== LAYOUT.keyOrder || !(layout.format >= 1 && layout.format <= LAYOUT.format)) {
         throw new Error(
           `${dir} holds storage layout ${JSON.stringify(layout)}; this FlexStore reads ${JSON.stringify(LAYOUT)}`,
         );
       } else if (layout.format === 1) {
         // The layout is bumped only after the whole index is written, so a
         // crash mid-migration simply starts it again.
-        migration = HashIndex.build(root, records, index, codec);
+        migration = HashIndex.build(root, records, index);
+        meta.putSync('layout', LAYOUT);
+      } else if (layout.format === 2) {
         meta.putSync('layout', LAYOUT);
       }
-      return new Storage(root, records, { index, hints }, codec, indexCodec, migration);
+      return new Storage(root, records, { index, hints }, codec, migration);
     } catch (err) {
       void root.close();
       throw err;
@@ -245,7 +248,20 @@ export class Storage {
    * (hash, key) order, until visit returns false. Synchronous, one snapshot.
    */
   scanHashRange(start: bigint, end: bigint, visit: (e: HashEntry) => boolean | void, opts: HashScanOptions = {}): void {
-    this.hashIndex.scan(start, end, (key, hash, v) => visit({ key, version: v.version, tombstone: v.tombstone, hash }), opts);
+    this.hashIndex.scan(start, end, (key, hash, h) => visit({ key, version: h.version, tombstone: h.tombstone, hash }), opts);
+  }
+
+  /**
+   * Calls visit with each record whose key's hash is in [start, end], values
+   * included, in (hash, key) order, until visit returns false. Synchronous,
+   * one snapshot.
+   */
+  scanHashRangeRecords(start: bigint, end: bigint, visit: (key: string, rec: ReplicaRecord) => boolean | void, opts: HashScanOptions = {}): void {
+    this.hashIndex.scanKeys(start, end, (key) => {
+      const rec = this.records.get(key);
+      if (rec === undefined) return;
+      return visit(key, rec);
+    }, opts);
   }
 
   /** Up to limit entries of scanHashRange; `more` when the range holds others after them. */
@@ -320,7 +336,7 @@ export class Storage {
     // asBinary bypasses the codec's encode: the bytes are ready and no
     // encoding work happens inside the write lock.
     const record = asBinary(encodeRecord(rec)) as unknown as ReplicaRecord;
-    const index = HashIndex.prepare(key, rec.version, rec.tombstone);
+    const index = HashIndex.prepare(key, rec.version);
     return { key, version: rec.version, record, index };
   }
 
@@ -334,6 +350,16 @@ export class Storage {
     void this.records.put(w.key, w.record);
     const delta = this.hashIndex.write(w.index, held?.version);
     return { applied: true, version: w.version, delta };
+  }
+
+  /** Every record's key and version, in key order (the digest cache's rebuild). */
+  private eachHeader(visit: (key: string, version: string) => void): void {
+    this.codec.headerOnly = true;
+    try {
+      for (const { key, value } of this.records.getRange({})) visit(key, value.version);
+    } finally {
+      this.codec.headerOnly = false;
+    }
   }
 
   private headerOf(key: string): ReplicaRecord | undefined {

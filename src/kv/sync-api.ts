@@ -119,15 +119,13 @@ export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): voi
     let bytes = 0;
     let more = false;
     // One synchronous scan: the index and the records are read from one snapshot.
-    storage.scanHashRange(start, end, (e) => {
+    storage.scanHashRangeRecords(start, end, (key, rec) => {
       // Always at least one record per answer, however large, so paging progresses.
       if (records.length === limit || (bytes >= FETCH_BYTE_BUDGET && records.length > 0)) {
         more = true;
         return false;
       }
-      const rec = storage.get(e.key);
-      if (!rec) return;
-      records.push({ key: e.key, ...rec });
+      records.push({ key, ...rec });
       bytes += rec.value.length;
     }, after === undefined ? {} : { after });
     metrics.streamed('out', records.length);
