@@ -16,7 +16,7 @@ export const SYSTEMS: readonly SystemName[] = ['node', 'proxy', 'flexstore', 'et
 export interface BenchOptions {
   /** Concurrent keep-alive connections of the load generator. Default 32. */
   connections: number;
-  /** Seconds per measured run. Default 8 (2 with --quick). */
+  /** Seconds per measured run. Default 5 (2 with --quick). */
   durationSec: number;
   /** Bytes per value written and per body the baselines answer. Default 100. */
   valueSize: number;
@@ -57,7 +57,7 @@ export interface BenchOptions {
 
 export const DEFAULT_OPTIONS: Readonly<BenchOptions> = {
   connections: 32,
-  durationSec: 8,
+  durationSec: 5,
   valueSize: 100,
   keys: 10_000,
   replicationFactor: 3,
@@ -94,7 +94,7 @@ ratio to the bare proxy against its targets. Results go to bench/results/.
 
 Options:
   --connections <n>          Concurrent connections (default: 32)
-  --duration <s>             Seconds per measured run (default: 8; 2 with --quick)
+  --duration <s>             Seconds per measured run (default: 5; 2 with --quick)
   --value-size <bytes>       Value and baseline body size (default: 100)
   --keys <n>                 Keys preloaded; requests pick among them (default: 10000)
   --replication-factor <n>   FlexStore N (default: 3)
