@@ -133,6 +133,16 @@ describe('ratios and targets', () => {
     assert.ok(v.every((x) => x.pass));
   });
 
+  it('holds streaming to 50,000 keys/s', () => {
+    const stream = (keysPerSec: number) => ({ keys: 1000, valueSize: 100, loadKeysPerSec: 1, keysMoved: 1000, passMs: 1, keysPerSec, joinSec: 1 });
+    const [slow] = verdicts([], stream(40_000));
+    assert.equal(slow?.name, 'Streaming keys/s');
+    assert.equal(slow?.pass, false);
+    assert.equal(slow?.ratio, 0.8);
+    assert.match(slow!.shortfall, /10,000 keys\/s short \(80% of target\)/);
+    assert.equal(verdicts([], stream(50_000))[0]?.pass, true);
+  });
+
   it('leaves out targets whose runs are missing', () => {
     assert.deepEqual(verdicts([summary('flexstore', 'get', 1, 1)]), []);
   });
@@ -225,7 +235,8 @@ describe('options', () => {
     const o = parseBenchArgs([]);
     assert.deepEqual(o, { ...DEFAULT_OPTIONS });
     assert.equal(o.connections, 32);
-    assert.equal(o.durationSec, 8);
+    assert.equal(o.durationSec, 5);
+    assert.equal(o.streamKeys, 200_000);
     assert.deepEqual(o.systems, ['node', 'proxy', 'flexstore', 'etcd']);
   });
 
@@ -236,10 +247,12 @@ describe('options', () => {
     assert.equal(o.durationSec, 3, 'an explicit flag wins over --quick');
     assert.equal(o.keys, 2000);
     assert.deepEqual(parseBenchArgs(['--scale-keys', '100000,10000,10000']).scaleKeys, [10_000, 100_000]);
+    assert.equal(o.streamKeys, 20_000, '--quick streams fewer keys');
+    assert.equal(parseBenchArgs(['--stream-keys', '0']).streamKeys, 0, '0 skips the streaming measurement');
   });
 
   it('rejects what it does not know', () => {
-    for (const argv of [['--systems', 'redis'], ['--rounds', '0'], ['--consistency', 'most'], ['--nope'], ['--duration', 'x']]) {
+    for (const argv of [['--systems', 'redis'], ['--rounds', '0'], ['--consistency', 'most'], ['--nope'], ['--duration', 'x'], ['--stream-keys', '-5']]) {
       assert.throws(() => parseBenchArgs(argv), BenchUsageError, argv.join(' '));
     }
   });
