@@ -3,12 +3,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { request } from 'undici';
 import { HybridClock } from '../cluster/hlc.js';
 import { HttpReplicaTransport } from '../cluster/http-transport.js';
 import type { MemberView, ReplicaRecord, RunningServer } from '../cluster/types.js';
 import { startRegistry } from '../registry/server.js';
 import { waitFor } from '../test/support/process.js';
+import { HASH_SPACE_MAX } from '../cluster/placement.js';
+import { splitAtBuckets } from './anti-entropy.js';
 import { startKvServer, type RunningKvServer } from './server.js';
 
 /**
@@ -172,5 +175,27 @@ describe('anti-entropy', () => {
     }
     const h = await health(kvs[0]!.url);
     assert.ok(h.memory.heapUsed > 0 && h.memory.rss >= h.memory.heapUsed);
+  });
+});
+
+describe('splitAtBuckets', () => {
+  const SPAN = 1n << 48n; // 65,536 digest buckets over the 64-bit hash space
+  test('cuts a range at bucket edges into contiguous pieces, each inside one bucket', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: HASH_SPACE_MAX }), fc.bigInt({ min: 0n, max: 1n << 50n }), (start, len) => {
+        const end = start + len > HASH_SPACE_MAX ? HASH_SPACE_MAX : start + len;
+        const pieces = splitAtBuckets(start, end);
+        assert.equal(pieces[0]![0], start);
+        assert.equal(pieces[pieces.length - 1]![1], end);
+        pieces.forEach(([s, e], i) => {
+          assert.ok(s <= e);
+          assert.equal(s / SPAN, e / SPAN, 'one bucket per piece');
+          if (i > 0) assert.equal(pieces[i - 1]![1] + 1n, s, 'no gap, no overlap');
+        });
+      }),
+    );
+    assert.equal(splitAtBuckets(0n, HASH_SPACE_MAX).length, 65_536);
+    assert.deepEqual(splitAtBuckets(SPAN - 1n, SPAN), [[SPAN - 1n, SPAN - 1n], [SPAN, SPAN]]);
+    assert.deepEqual(splitAtBuckets(5n, 5n), [[5n, 5n]]);
   });
 });

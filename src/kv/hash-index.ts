@@ -1,5 +1,4 @@
 import { type Database, type RootDatabase } from 'lmdb';
-import { parseVersion } from '../cluster/hlc.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import {
   DigestBuckets,
@@ -154,26 +153,6 @@ export class HashIndex {
   /** Digest of [start, end] as 16 hex digits. */
   digest(start: bigint, end: bigint): string {
     return digestHex(this.buckets.range(start, end, (from, to) => this.scanDigest(from, to)));
-  }
-
-  /**
-   * Up to `limit` index entries from `after` (an index key, exclusive) on,
-   * returning the tombstones among them older than wallMs, and the cursor
-   * to continue from (undefined at the end).
-   */
-  tombstonesBefore(wallMs: number, after: Buffer | undefined, limit: number): { found: Array<{ key: string; version: string }>; next?: Buffer } {
-    const found: Array<{ key: string; version: string }> = [];
-    let last: Buffer | undefined;
-    let seen = 0;
-    const range = after ? { start: after, exclusiveStart: true, limit } : { limit };
-    for (const ikey of this.index.getKeys(range) as Iterable<Buffer>) {
-      seen++;
-      last = ikey;
-      const key = keyCodec.readKey(ikey, 8, ikey.length);
-      const h = this.records.header(key);
-      if (h?.tombstone && (parseVersion(h.version)?.wall ?? Infinity) < wallMs) found.push({ key, version: h.version });
-    }
-    return seen === limit ? { found, next: last } : { found };
   }
 
   /**

@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { asBinary, open, type Database, type RootDatabase } from 'lmdb';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
-import { isVersion } from '../cluster/hlc.js';
+import { isVersion, parseVersion } from '../cluster/hlc.js';
 import type { ListEntry, ListPage, PutResult } from '../cluster/transport.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import type { HashScanOptions } from './hash-index-codec.js';
@@ -43,7 +43,7 @@ export type { HashScanOptions } from './hash-index-codec.js';
  */
 const LAYOUT = { format: 3, keyOrder: 'utf16' } as const;
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
-/** Index entries a purge examines per read before yielding to the event loop. */
+/** Records a purge examines per read before yielding to the event loop. */
 const PURGE_SCAN_CHUNK = 10_000;
 
 export interface ListOptions {
@@ -294,9 +294,9 @@ export class Storage {
    */
   async purgeTombstones(olderThanWallMs: number): Promise<number> {
     let removed = 0;
-    let after: Buffer | undefined;
+    let after: string | undefined;
     do {
-      const { found, next } = this.hashIndex.tombstonesBefore(olderThanWallMs, after, PURGE_SCAN_CHUNK);
+      const { found, next } = this.tombstonesBefore(olderThanWallMs, after);
       after = next;
       if (found.length === 0) continue;
       const deltas = await this.records.transaction(() => {
@@ -312,8 +312,31 @@ export class Storage {
       });
       this.hashIndex.committed(deltas);
       removed += deltas.length;
-    } while (after);
+    } while (after !== undefined);
     return removed;
+  }
+
+  /**
+   * Up to PURGE_SCAN_CHUNK records from `after` (exclusive) on, in key order
+   * (sequential pages, headers only), returning the tombstones among them
+   * older than wallMs and the key to continue from (undefined at the end).
+   */
+  private tombstonesBefore(wallMs: number, after: string | undefined): { found: Array<{ key: string; version: string }>; next?: string } {
+    const found: Array<{ key: string; version: string }> = [];
+    let last: string | undefined;
+    let seen = 0;
+    const range = after === undefined ? { limit: PURGE_SCAN_CHUNK } : { start: after, exclusiveStart: true, limit: PURGE_SCAN_CHUNK };
+    this.codec.headerOnly = true;
+    try {
+      for (const { key, value } of this.records.getRange(range)) {
+        seen++;
+        last = key;
+        if (value.tombstone && (parseVersion(value.version)?.wall ?? Infinity) < wallMs) found.push({ key, version: value.version });
+      }
+    } finally {
+      this.codec.headerOnly = false;
+    }
+    return seen === PURGE_SCAN_CHUNK ? { found, next: last! } : { found };
   }
 
   /** Number of keys held, tombstones included. */
