@@ -5,6 +5,9 @@ import { Samples } from './load.js';
 import { BenchUsageError, DEFAULT_OPTIONS, parseBenchArgs } from './options.js';
 import { topSelfTime, type CpuProfile } from './profile.js';
 import {
+  scaleVerdicts,
+  markdownScaleReport,
+  type ScaleReport,
   DOCS_BEGIN,
   DOCS_END,
   markdownReport,
@@ -192,6 +195,33 @@ describe('docs', () => {
     const edited = first.replace('intro', 'edited intro') + '\nfooter\n';
     const second = renderDocs(edited, 'TABLE 2', 'unused');
     assert.equal(second, `# Bench\n\nedited intro\n\n${DOCS_BEGIN}\n\nTABLE 2\n\n${DOCS_END}\n\nfooter\n`);
+  });
+});
+
+describe('scale targets', () => {
+  const step = (keys: number, put: number, get: number, heap: number) => ({
+    keys, loadedKeys: keys, loadSeconds: 1, loadKeysPerSec: keys, loadFailed: 0,
+    put: m(put, 10), get: m(get, 5),
+    kvMemory: [{ rssMiB: 100, heapUsedMiB: heap }, { rssMiB: 100, heapUsedMiB: heap }],
+    kvDiskMiB: [1, 1],
+  });
+  const report = (steps: ReturnType<typeof step>[]): ScaleReport => ({
+    kind: 'flexstore-bench-scale', version: 1,
+    machine: { cpu: 'x', cores: 2, memoryGiB: 1, os: 'y', node: 'v20', date: 'd' },
+    config: { connections: 32, durationSec: 5, valueSize: 100, replicationFactor: 3, consistency: 'quorum', kvServers: 3, scaleKeys: steps.map((s) => s.keys), loadConnections: 64 },
+    steps, heapSource: 'test', elapsedSec: 1,
+  });
+
+  it('compares the largest key count with the smallest: throughput ≥ 0.9×, heap ≤ 1.5×', () => {
+    const v = scaleVerdicts(report([step(10_000, 5000, 10_000, 30), step(100_000, 4000, 9500, 31), step(1_000_000, 4400, 9000, 60)]));
+    assert.deepEqual(v.map((x) => [x.name, x.ratio, x.pass]), [
+      ['PUT req/s, 1,000,000 vs 10,000 keys', 0.88, false],
+      ['GET req/s, 1,000,000 vs 10,000 keys', 0.9, true],
+      ['KV heap MiB, 1,000,000 vs 10,000 keys', 2, false],
+    ]);
+    assert.match(v[0]!.shortfall, /100 req\/s short/);
+    assert.match(markdownScaleReport(report([step(10_000, 5000, 10_000, 30), step(1_000_000, 4400, 9000, 60)])), /MISS: grew 2\.0× with 100× the keys/);
+    assert.deepEqual(scaleVerdicts(report([step(10_000, 1, 1, 1)])), [], 'one step compares nothing');
   });
 });
 

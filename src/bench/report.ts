@@ -45,7 +45,7 @@ export interface Verdict {
   name: string;
   flexstore: number;
   baseline: number;
-  unit: 'req/s' | 'ms' | 'keys/s';
+  unit: 'req/s' | 'ms' | 'keys/s' | 'MiB';
   /** flexstore / baseline */
   ratio: number;
   target: string;
@@ -281,7 +281,7 @@ const VERDICT_HEADERS = ['Target', 'FlexStore', 'bare proxy / goal', 'ratio', 't
 const VERDICT_ALIGN = [0, 4, 5];
 
 function verdictRows(vs: readonly Verdict[]): string[][] {
-  const val = (v: Verdict, n: number) => (v.unit === 'ms' ? `${fmtMs(n)} ms` : fmtInt(n));
+  const val = (v: Verdict, n: number) => (v.unit === 'ms' ? `${fmtMs(n)} ms` : v.unit === 'MiB' ? `${n.toFixed(0)} MiB` : fmtInt(n));
   return vs.map((v) => [
     v.name,
     val(v, v.flexstore),
@@ -413,8 +413,66 @@ const SCALE_NOTE =
   'Memory and disk are the mean per KV server. RSS splits into anonymous memory (the JS heap and other ' +
   'private allocations) and file-backed pages (mostly the LMDB memory map, reclaimable page cache).';
 
+/** Throughput at the largest key count over the smallest must be at least this. */
+export const SCALE_THROUGHPUT_MIN = 0.9;
+/**
+ * KV heap at the largest key count over the smallest may be at most this: a
+ * heap that holds per-key state grows with the keys (10× and 100× here);
+ * heapUsed also swings with when the last collection ran.
+ */
+export const SCALE_HEAP_MAX = 1.5;
+
+/** The scale targets, between the smallest and the largest key count measured. */
+export function scaleVerdicts(r: ScaleReport): Verdict[] {
+  if (r.steps.length < 2) return [];
+  const first = r.steps[0]!;
+  const last = r.steps[r.steps.length - 1]!;
+  const label = `${fmtInt(last.keys)} vs ${fmtInt(first.keys)} keys`;
+  const out: Verdict[] = [];
+  for (const [name, a, b] of [['PUT', first.put.rps, last.put.rps], ['GET', first.get.rps, last.get.rps]] as const) {
+    if (!(a > 0)) continue;
+    const ratio = b / a;
+    const pass = ratio >= SCALE_THROUGHPUT_MIN;
+    out.push({
+      name: `${name} req/s, ${label}`,
+      flexstore: b,
+      baseline: a,
+      unit: 'req/s',
+      ratio: r2(ratio),
+      target: `≥ ${SCALE_THROUGHPUT_MIN.toFixed(2)}×`,
+      pass,
+      shortfall: pass ? '' : `${fmtInt(SCALE_THROUGHPUT_MIN * a - b)} req/s short (${((ratio / SCALE_THROUGHPUT_MIN) * 100).toFixed(0)}% of target)`,
+    });
+  }
+  const heap = (s: ScaleStep) => {
+    const xs = s.kvMemory.map((k) => k.heapUsedMiB);
+    return xs.length > 0 && xs.every((x) => x !== undefined) ? avg(xs as number[]) : undefined;
+  };
+  const h0 = heap(first);
+  const h1 = heap(last);
+  if (h0 !== undefined && h1 !== undefined && h0 > 0) {
+    const ratio = h1 / h0;
+    const pass = ratio <= SCALE_HEAP_MAX;
+    out.push({
+      name: `KV heap MiB, ${label}`,
+      flexstore: h1,
+      baseline: h0,
+      unit: 'MiB',
+      ratio: r2(ratio),
+      target: `≤ ${SCALE_HEAP_MAX.toFixed(1)}× (flat)`,
+      pass,
+      shortfall: pass ? '' : `grew ${ratio.toFixed(1)}× with ${(last.keys / first.keys).toFixed(0)}× the keys`,
+    });
+  }
+  return out;
+}
+
+const SCALE_VERDICT_HEADERS = ['Target', 'largest', 'smallest', 'ratio', 'target', 'result'];
+
 export function terminalScaleReport(r: ScaleReport): string {
-  return `${textTable(SCALE_HEADERS, scaleRows(r.steps))}\n${SCALE_NOTE}\nKV heap: ${r.heapSource}\n`;
+  const vs = scaleVerdicts(r);
+  const verdictTable = vs.length ? `\n${textTable(SCALE_VERDICT_HEADERS, verdictRows(vs), VERDICT_ALIGN)}\n` : '';
+  return `${textTable(SCALE_HEADERS, scaleRows(r.steps))}\n${SCALE_NOTE}\nKV heap: ${r.heapSource}\n${verdictTable}`;
 }
 
 export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: number } = {}): string {
@@ -431,6 +489,7 @@ export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: numbe
     '',
     `${SCALE_NOTE} KV heap: ${r.heapSource}.`,
     '',
+    ...(scaleVerdicts(r).length ? [markdownTable(SCALE_VERDICT_HEADERS, verdictRows(scaleVerdicts(r)), VERDICT_ALIGN), ''] : []),
   ].join('\n');
 }
 

@@ -90,6 +90,9 @@ export function splitAtBuckets(start: bigint, end: bigint): Array<[bigint, bigin
   return out;
 }
 
+/** The digest of a range holding no record (the XOR of nothing). */
+const EMPTY_DIGEST = '0000000000000000';
+
 /** Differing ranges of one peer merged at once. */
 const RANGE_CONCURRENCY = 2;
 
@@ -312,33 +315,54 @@ export class AntiEntropy {
     // Narrow each differing arc to the digest buckets (1/65536 of the hash
     // space each) that differ: a few keys in flight while writes go on then
     // cost a scan of a few buckets, not of whole arcs.
+    // An arc empty on one side (a joiner's acquired arcs) moves whole: there
+    // is nothing to narrow, and its pieces' digests would only cost a round trip.
+    const emptySide = new Set<number>();
+    arcIdxs.forEach((arcIdx, k) => {
+      if (remote[k] !== local[k] && (remote[k] === EMPTY_DIGEST || local[k] === EMPTY_DIGEST)) emptySide.add(arcIdx);
+    });
     const subs: Array<{ arc: number; start: bigint; end: bigint }> = [];
     for (const i of differing) {
       const arc = arcs[i]!;
-      for (const [start, end] of splitAtBuckets(arc.start, arc.end)) subs.push({ arc: i, start, end });
+      if (emptySide.has(i)) subs.push({ arc: i, start: arc.start, end: arc.end });
+      else for (const [start, end] of splitAtBuckets(arc.start, arc.end)) subs.push({ arc: i, start, end });
     }
-    const subRanges = subs.map((r) => [r.start, r.end] as const);
-    const subRemote = await client.digests(peer.url, subRanges);
-    const subLocal = storage.digests(subRanges);
+    const narrowed = subs.filter((r) => !emptySide.has(r.arc)).map((r) => [r.start, r.end] as const);
+    const narrowedRemote = narrowed.length > 0 ? await client.digests(peer.url, narrowed) : [];
+    const narrowedLocal = storage.digests(narrowed);
     signal.throwIfAborted();
+    // Per piece: does it differ, and is it empty on both sides.
+    let n = 0;
+    const pieces = subs.map((sub) => {
+      if (emptySide.has(sub.arc)) return { ...sub, differs: true, empty: false };
+      const r = narrowedRemote[n];
+      const l = narrowedLocal[n++];
+      return { ...sub, differs: r !== l, empty: r === l && l === EMPTY_DIGEST };
+    });
     // Sub-ranges still to merge, per arc: an arc counts as done when all of its are.
     const left = new Map<number, number>();
     const merged: PeerRange[] = [];
-    subs.forEach((sub, k) => {
-      if (subRemote[k] === subLocal[k]) return;
+    for (const sub of pieces) {
+      const last = merged[merged.length - 1];
+      const adjacent = last !== undefined && last.end + 1n === sub.start;
+      if (!sub.differs) {
+        // Empty on both sides: a merged range may run through it at no cost,
+        // so a sparse store is not cut into a stream per occupied bucket.
+        if (adjacent && sub.empty) last.end = sub.end;
+        continue;
+      }
       left.set(sub.arc, (left.get(sub.arc) ?? 0) + 1);
       const arc = arcs[sub.arc]!;
       const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
       // Adjacent differing pieces are merged: a fresh replica pulls
       // everything in a few long streams rather than thousands of short ones.
-      const last = merged[merged.length - 1];
-      if (last && last.end + 1n === sub.start && last.push === push) {
+      if (adjacent && last.push === push) {
         last.end = sub.end;
         last.arcs.push(sub.arc);
       } else {
         merged.push({ start: sub.start, end: sub.end, push, arcs: [sub.arc] });
       }
-    });
+    }
     // Arcs whose every bucket agreed after all (a write landed meanwhile).
     for (const i of differing) if (!left.has(i)) this.rangesDone++;
     let next = 0;
