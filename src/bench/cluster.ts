@@ -79,7 +79,7 @@ export class BenchCluster {
       '--data-dir', dataDir,
       '--replication-factor', String(this.opts.replicationFactor),
       '--log-level', logLevel,
-    ], [], logLevel);
+    ], ['--expose-gc'], logLevel); // --expose-gc: the scale run reads the live heap (/health-check?gc=1)
     const kv = { port, dataDir, proc };
     this.kvs.push(kv);
     await this.waitHealthy(proc, `http://127.0.0.1:${port}/health-check`);

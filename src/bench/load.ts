@@ -118,17 +118,20 @@ export async function runLoad(spec: LoadSpec): Promise<Measurement> {
   let ok = 0;
   let errors = 0;
   let timeouts = 0;
-  let overflow = 0;
+  let overflowAnswered = 0;
+  let overflowOk = 0;
   let exhausted = false;
   let lastSecondCount = 0;
+  /** When the last request that was part of the work got its answer. */
+  let lastWorkAnswerAt = 0;
   let instance: autocannonType.Instance | undefined;
 
   // autocannon hands set-up and response the same per-request context, which ties an answer to its request.
-  type Ctx = { tag?: number };
+  type Ctx = { tag?: number; overflow?: boolean };
   const setupRequest = (req: autocannonType.Request, context: object): autocannonType.Request => {
     const r = spec.next();
     (context as Ctx).tag = r.tag;
-    if (r.overflow) overflow++;
+    (context as Ctx).overflow = r.overflow === true;
     if (r.exhausted && !exhausted) {
       exhausted = true;
       // Stopping from inside request set-up would tear down the client mid-write.
@@ -173,6 +176,12 @@ export async function runLoad(spec: LoadSpec): Promise<Measurement> {
             {
               setupRequest,
               onResponse: (status: number, _body: string, context: object) => {
+                if ((context as Ctx).overflow) {
+                  overflowAnswered++;
+                  if (status >= 200 && status < 300) overflowOk++;
+                } else {
+                  lastWorkAnswerAt = Date.now();
+                }
                 const tag = (context as Ctx).tag;
                 if ((status < 200 || status >= 300) && tag !== undefined) spec.onFailure?.(tag, status);
               },
@@ -200,15 +209,22 @@ export async function runLoad(spec: LoadSpec): Promise<Measurement> {
     if (showProgress && tty) process.stderr.write('\r\x1b[K');
   }
 
-  // Requests made past the end of the work answered 404 and are no part of the measurement.
-  const extra = Math.min(overflow, answered - ok);
-  const requests = answered - extra;
-  const durationSec = result.duration > 0 ? result.duration : (Date.now() - started) / 1000;
+  // Requests made past the end of the work are no part of the measurement, whatever they were answered.
+  const requests = answered - overflowAnswered;
+  // autocannon acts on stop() only at its next one-second tick and counts
+  // the wait in its duration: a run that ran out of work ended when the last
+  // request of the work was answered (what comes after answers overflow).
+  const durationSec =
+    exhausted && lastWorkAnswerAt > started
+      ? (lastWorkAnswerAt - started) / 1000
+      : result.duration > 0
+        ? result.duration
+        : (Date.now() - started) / 1000;
   const [p50, p99, p999, max] = samples.percentiles([50, 99, 99.9, 100]);
   const m: Measurement = {
     requests,
-    ok,
-    non2xx: answered - ok - extra,
+    ok: ok - overflowOk,
+    non2xx: answered - ok - (overflowAnswered - overflowOk),
     errors,
     timeouts,
     durationSec: round2(durationSec),

@@ -39,13 +39,14 @@ export async function procMemory(pid: number): Promise<{ rssMiB: number; rssAnon
 }
 
 /**
- * The KV server's JS heap as it reports it on /health-check, in MiB, read
- * from `memory.heapUsed` (the shape of process.memoryUsage(), in bytes);
- * undefined while the endpoint does not report it.
+ * The KV server's live JS heap in MiB: `memory.heapUsed` from
+ * `/health-check?gc=1`, which collects garbage first (the bench starts KV
+ * servers with --expose-gc), so garbage left by the load does not count.
+ * Undefined while the endpoint does not report it.
  */
 export async function reportedHeapMiB(kvUrl: string): Promise<number | undefined> {
   try {
-    const res = await fetchJson('GET', `${kvUrl}/health-check`);
+    const res = await fetchJson('GET', `${kvUrl}/health-check?gc=1`, undefined, 10_000);
     const heap = res.json?.memory?.heapUsed;
     return typeof heap === 'number' ? heap / MiB : undefined;
   } catch {
@@ -168,7 +169,7 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
     },
     steps: results,
     heapSource: heapSeen
-      ? 'memory.heapUsed from each KV server\'s /health-check'
+      ? 'memory.heapUsed from each KV server\'s /health-check?gc=1, after a full garbage collection'
       : 'not available (the KV /health-check reports no memory figures); RSS is read from /proc/<pid>/status',
     elapsedSec: Math.round((Date.now() - started) / 100) / 10,
   };

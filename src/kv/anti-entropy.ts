@@ -45,8 +45,9 @@ import type { SyncClient } from './sync-client.js';
  * (65,536 buckets over the hash space, each digest O(1) from the cache) and
  * only the buckets that differ are merged key by key, so the keys a pass
  * scans grow with how many keys differ, not with the arc's size. (Without it,
- * a 1M-key store under writes rescanned whole arcs every pass and its reads
- * slowed tenfold.)
+ * passes under writes rescanned whole arcs: at 1M keys one scale run measured
+ * 650 GET/s against 13,625 with it.) An arc empty on one side is not cut:
+ * everything in it moves anyway.
  *
  * Known gap: two owners of a range may repair the same keys at once in both
  * directions (harmless, last-writer-wins, but the bytes are sent twice).

@@ -20,9 +20,12 @@ import type { Storage } from './storage.js';
  *   GET  /internal/keys?prefix=&after=&limit=
  *                             200 {"entries": [{key, version, tombstone}], "more"}
  *                             in JS string order (UTF-16 code units).
- *   GET  /health, /health-check
+ *   GET  /health, /health-check[?gc=1]
  *                             200 {"status": "ok", "id", "keys", "memory": {rss,
- *                             heapUsed, heapTotal, external, arrayBuffers}} (bytes)
+ *                             heapUsed, heapTotal, external, arrayBuffers}} (bytes).
+ *                             gc=1 collects garbage first when the process runs
+ *                             with --expose-gc (the scale benchmark reads the live
+ *                             heap so); otherwise it is ignored.
  *
  * Keys travel percent-encoded (encodeURIComponent) as the rest of the path.
  */
@@ -95,7 +98,9 @@ export function registerReplicaApi(app: FastifyInstance, opts: ReplicaApiOptions
     return reply.code(200).send(storage.list({ prefix, after, limit }));
   });
 
-  const health = async (_req: FastifyRequest, reply: FastifyReply) => {
+  const health = async (req: FastifyRequest, reply: FastifyReply) => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (gc && (req.query as Record<string, unknown>).gc === '1') gc();
     const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
     const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
     return reply.code(200).send({ status: 'ok', id: nodeId, keys: storage.count(), memory });

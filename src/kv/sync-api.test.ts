@@ -202,6 +202,16 @@ describe('sync API', () => {
     }
   });
 
+  test('health-check?gc=1 answers like health-check (it collects garbage only under --expose-gc)', async () => {
+    for (const path of ['/health-check', '/health-check?gc=1']) {
+      const res = await request(`${kv.url}${path}`);
+      assert.equal(res.statusCode, 200);
+      const body = (await res.body.json()) as { status: string; memory: { heapUsed: number } };
+      assert.equal(body.status, 'ok');
+      assert.ok(body.memory.heapUsed > 0);
+    }
+  });
+
   test('status reports transfer progress', async () => {
     const res = await request(`${kv.url}/internal/sync/status`);
     const body = (await res.body.json()) as Record<string, unknown>;
