@@ -1,4 +1,5 @@
 import { parseVersion } from '../cluster/hlc.js';
+import { recordHeader } from './record-codec.js';
 import type { Storage } from './storage.js';
 import type { SyncClient } from './sync-client.js';
 import type { SyncEntry, SyncRecord } from './sync-wire.js';
@@ -69,13 +70,21 @@ export class PeerTransfer {
     return before !== undefined && e.tombstone && (parseVersion(e.version)?.wall ?? Infinity) < before;
   }
 
-  /** Writes records streamed from the peer, as one more batch in flight. */
-  async store(records: SyncRecord[]): Promise<void> {
+  /** Writes records streamed from the peer (as stored there), as one more batch in flight. */
+  async store(raw: Array<{ key: string; bytes: Buffer }>): Promise<void> {
     const { storage } = this.opts;
-    const keep = records.filter((r) => !this.purgeDue(r));
+    const keep = raw.filter((r) => {
+      let h;
+      try {
+        h = recordHeader(r.bytes);
+      } catch {
+        return true; // insertRaw rejects the batch and says why
+      }
+      return !this.purgeDue({ key: r.key, ...h });
+    });
     await this.launch(async () => {
-      if (keep.length > 0) await storage.insertMany(keep.map((r) => ({ key: r.key, rec: r })));
-      this.opts.onPulled(records.length);
+      if (keep.length > 0) await storage.insertRaw(keep);
+      this.opts.onPulled(raw.length);
     });
   }
 
@@ -268,9 +277,9 @@ async function streamRange(
     const page = await next;
     if (page === null) return false;
     signal.throwIfAborted();
-    const last = page.records[page.records.length - 1]?.key;
+    const last = page.raw[page.raw.length - 1]?.key;
     if (page.more && last !== undefined) next = ask(last);
-    if (page.records.length > 0) await transfer.store(page.records);
+    if (page.raw.length > 0) await transfer.store(page.raw);
     if (!page.more || last === undefined) return true;
   }
 }

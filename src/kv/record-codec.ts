@@ -1,3 +1,4 @@
+import { isVersion } from '../cluster/hlc.js';
 import { codeUnitBytes, readCodeUnits, writeCodeUnits } from '../cluster/code-units.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 
@@ -65,6 +66,24 @@ export function encodeRecord(rec: ReplicaRecord): Buffer {
   out.write(rec.contentType, HEADER_BYTES + vlen, 'utf8');
   out.set(value, HEADER_BYTES + vlen + ctlen);
   return out;
+}
+
+/**
+ * The header of a record in its stored encoding, checked: the format byte,
+ * the lengths within the buffer and the version's shape. Throws on bytes that
+ * are not a record. For records copied between replicas as stored bytes.
+ */
+export function recordHeader(buf: Buffer): { version: string; tombstone: boolean } {
+  const size = buf.length;
+  if (size < HEADER_BYTES || buf[0] !== RECORD_FORMAT) throw new Error(`not a stored record (format ${buf[0]}, ${size} bytes)`);
+  const vend = HEADER_BYTES + buf[2]!;
+  const ctend = vend + ((buf[3]! << 8) | buf[4]!);
+  if (ctend > size) throw new Error(`stored record of ${size} bytes is shorter than its header says (${ctend})`);
+  const tombstone = (buf[1]! & FLAG_TOMBSTONE) !== 0;
+  if (tombstone && size > ctend) throw new Error('stored tombstone carries a value');
+  const version = buf.toString('latin1', HEADER_BYTES, vend);
+  if (!isVersion(version)) throw new Error(`stored record has an invalid version ${JSON.stringify(version)}`);
+  return { version, tombstone };
 }
 
 /**

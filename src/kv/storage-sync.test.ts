@@ -10,6 +10,7 @@ import { formatVersion } from '../cluster/hlc.js';
 import { HASH_SPACE_MAX } from '../cluster/placement.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import { digestHex, entryHash, keyHashBytes } from './hash-index-codec.js';
+import { InvalidRequest } from '../cluster/errors.js';
 import { Storage, type HashEntry } from './storage.js';
 
 const dirs: string[] = [];
@@ -207,6 +208,33 @@ describe('Storage sync operations', () => {
     } finally {
       await s.close();
       await viaPutMany.close();
+    }
+  });
+
+  test('insertRaw stores another replica\'s records as they are stored there, and checks them first', async () => {
+    const src = Storage.open(tempDir());
+    const dst = Storage.open(tempDir());
+    try {
+      await src.putMany(Array.from({ length: 200 }, (_, i) => ({ key: `r/${i}`, rec: rec(v(50, i), i % 9 === 0, `value ${i}`) })));
+      await dst.put('r/3', rec(v(99), false, 'newer here'));
+      const raw: Array<{ key: string; bytes: Buffer }> = [];
+      src.scanHashRangeRaw(0n, HASH_SPACE_MAX, (key, bytes) => {
+        raw.push({ key, bytes });
+      });
+      assert.equal(raw.length, 200);
+      assert.equal((await dst.insertRaw(raw)).applied, 199, 'all but the key held newer here');
+      assert.equal(dst.get('r/3')?.value.toString(), 'newer here');
+      for (let i = 0; i < 200; i++) if (i !== 3) assert.deepEqual(dst.get(`r/${i}`), src.get(`r/${i}`));
+      assertIndexMatches(dst);
+      assert.equal(dst.digests([[0n, HASH_SPACE_MAX]])[0], bruteDigest(allRecords(dst), 0n, HASH_SPACE_MAX));
+      const good = raw[0]!.bytes;
+      for (const bad of [Buffer.from([9, 0, 0, 0, 0]), good.subarray(0, 7), Buffer.concat([Buffer.from([1, 0, 3, 0, 0]), Buffer.from('bad')])]) {
+        await assert.rejects(dst.insertRaw([{ key: 'fine', bytes: good }, { key: 'x', bytes: bad }]), InvalidRequest);
+      }
+      assert.equal(dst.get('fine'), null, 'a malformed record rejects the whole batch');
+    } finally {
+      await src.close();
+      await dst.close();
     }
   });
 

@@ -8,7 +8,7 @@ import type { ReplicaRecord } from '../cluster/types.js';
 import type { HashScanOptions } from './hash-index-codec.js';
 import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './hash-index.js';
 import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
-import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec } from './record-codec.js';
+import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec, recordHeader } from './record-codec.js';
 
 export type { HashScanOptions } from './hash-index-codec.js';
 
@@ -192,8 +192,32 @@ export class Storage {
    * last-writer-wins. Resolves after the commits are on disk.
    */
   async insertMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
-    const writes = items.map(({ key, rec }) => this.prepare(key, rec));
-    if (writes.length === 0) return { applied: 0 };
+    return { applied: await this.insertPrepared(items.map(({ key, rec }) => this.prepare(key, rec))) };
+  }
+
+  /**
+   * insertMany() for records in their stored encoding, as another replica's
+   * storage holds them (scanHashRangeRaw): stored as they are, with no
+   * decoding or re-encoding. Each is checked (recordHeader) before anything
+   * is written: one malformed record rejects the batch.
+   */
+  async insertRaw(items: ReadonlyArray<{ key: string; bytes: Buffer }>): Promise<{ applied: number }> {
+    const writes = items.map(({ key, bytes }): PreparedWrite => {
+      this.checkKey(key);
+      let version: string;
+      try {
+        ({ version } = recordHeader(bytes));
+      } catch (err) {
+        throw new InvalidRequest(`record of ${JSON.stringify(key.slice(0, 64))}: ${(err as Error).message}`);
+      }
+      const record = asBinary(bytes) as unknown as ReplicaRecord;
+      return { key, version, record, index: HashIndex.prepare(key, version) };
+    });
+    return { applied: await this.insertPrepared(writes) };
+  }
+
+  private async insertPrepared(writes: PreparedWrite[]): Promise<number> {
+    if (writes.length === 0) return 0;
     const deltas: Array<DigestDelta | undefined> = new Array(writes.length);
     const inserted = await Promise.all(
       writes.map((w, i) =>
@@ -209,7 +233,7 @@ export class Storage {
     this.hashIndex.committed(done);
     let applied = done.length;
     if (rest.length > 0) applied += await this.writePrepared(rest);
-    return { applied };
+    return applied;
   }
 
   /** Keys in JS string order with their versions, tombstones included. */
@@ -252,15 +276,15 @@ export class Storage {
   }
 
   /**
-   * Calls visit with each record whose key's hash is in [start, end], values
-   * included, in (hash, key) order, until visit returns false. Synchronous,
-   * one snapshot.
+   * Calls visit with each record whose key's hash is in [start, end], in its
+   * stored encoding (a copy: see record-codec.ts), in (hash, key) order,
+   * until visit returns false. Synchronous, one snapshot.
    */
-  scanHashRangeRecords(start: bigint, end: bigint, visit: (key: string, rec: ReplicaRecord) => boolean | void, opts: HashScanOptions = {}): void {
+  scanHashRangeRaw(start: bigint, end: bigint, visit: (key: string, bytes: Buffer) => boolean | void, opts: HashScanOptions = {}): void {
     this.hashIndex.scanKeys(start, end, (key) => {
-      const rec = this.records.get(key);
-      if (rec === undefined) return;
-      return visit(key, rec);
+      const bytes = this.records.getBinary(key);
+      if (bytes === undefined) return;
+      return visit(key, bytes);
     }, opts);
   }
 

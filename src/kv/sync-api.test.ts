@@ -11,6 +11,7 @@ import { HybridClock } from '../cluster/hlc.js';
 import { HASH_SPACE_MAX } from '../cluster/placement.js';
 import { startKvServer, type RunningKvServer } from './server.js';
 import { SyncClient } from './sync-client.js';
+import { RecordCodec, encodeRecord } from './record-codec.js';
 import { MSGPACK, packr, type SyncRecord } from './sync-wire.js';
 
 /**
@@ -78,15 +79,19 @@ describe('sync API', () => {
     assert.deepEqual(narrow.entries, [{ key: 's/5', version: records[5]!.version, tombstone: false }]);
   });
 
-  test('range pages through a range in hash order, values included', async () => {
+  test('range pages through a range in hash order, records as stored', async () => {
+    const codec = new RecordCodec();
     const seen: SyncRecord[] = [];
     let afterKey: string | undefined;
     for (;;) {
       const page = await client.range(kv.url, { start: 0n, end: HASH_SPACE_MAX, limit: 25, ...(afterKey && { after: afterKey }) });
       assert.ok(page, 'the server serves the range endpoint');
-      seen.push(...page.records);
+      for (const { key, bytes } of page.raw) {
+        assert.ok(bytes.equals(encodeRecord(codec.decode(bytes))), 'the bytes are the stored encoding');
+        seen.push({ key, ...codec.decode(bytes) });
+      }
       if (!page.more) break;
-      afterKey = page.records[page.records.length - 1]!.key;
+      afterKey = page.raw[page.raw.length - 1]!.key;
     }
     const byHash = (a: string, b: string) => {
       const ha = hash64(a);
@@ -97,7 +102,7 @@ describe('sync API', () => {
     for (const r of seen) assert.deepEqual(r, records.find((x) => x.key === r.key));
     const one = hash64('s/5');
     const narrow = await client.range(kv.url, { start: one, end: one, limit: 10 });
-    assert.deepEqual(narrow, { records: [records[5]], more: false });
+    assert.deepEqual(narrow, { raw: [{ key: 's/5', bytes: encodeRecord(records[5]!) }], more: false });
   });
 
   test('digests answer per range, in order, and match between equal replicas', async () => {
@@ -138,11 +143,11 @@ describe('sync API', () => {
     for (;;) {
       const page = (await client.range(kv.url, { start: 0n, end: HASH_SPACE_MAX, limit: 10_000, ...(afterKey && { after: afterKey }) }))!;
       pages++;
-      const bytes = page.records.reduce((n, r) => n + r.value.length, 0);
-      assert.ok(bytes <= 5 * 1024 * 1024, `a range page holds ${bytes} value bytes`);
-      bigSeen += page.records.filter((r) => r.key.startsWith('big/')).length;
+      const bytes = page.raw.reduce((n, r) => n + r.bytes.length, 0);
+      assert.ok(bytes <= 5 * 1024 * 1024, `a range page holds ${bytes} bytes`);
+      bigSeen += page.raw.filter((r) => r.key.startsWith('big/')).length;
       if (!page.more) break;
-      afterKey = page.records[page.records.length - 1]!.key;
+      afterKey = page.raw[page.raw.length - 1]!.key;
     }
     assert.equal(bigSeen, 6);
     assert.ok(pages >= 2, 'six 1 MiB values take more than one page');

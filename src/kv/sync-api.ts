@@ -44,12 +44,12 @@ import {
  *                                contentType}], next?}: the records it holds, in key order
  *                                of the request; `next` (an index into keys) when the
  *                                answer reached 4 MiB of values and the rest must be asked again
- *   POST /internal/sync/range    {start, end, after?, limit} → {records, more}: the
- *                                range's records, values included, in (hash, key) order
- *                                strictly after the key `after`; a page ends at `limit`
- *                                records or 4 MiB of values. For a replica that holds
- *                                nothing in the range: one request per page instead of
- *                                entries + fetch; MessagePack only
+ *   POST /internal/sync/range    {start, end, after?, limit} → {raw: [[key, bytes]], more}:
+ *                                the range's records as stored (record-codec.ts), in
+ *                                (hash, key) order strictly after the key `after`; a page
+ *                                ends at `limit` records or about 4 MiB. For a replica that
+ *                                holds nothing in the range: one request per page instead
+ *                                of entries + fetch, and no re-encoding; MessagePack only
  *   POST /internal/sync/apply    {records} → {applied}: one LWW transaction, durable
  *                                before the answer; MessagePack only
  *   POST /internal/hints         {target, keys} → {stored}: durable hints that target
@@ -115,21 +115,21 @@ export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): voi
   app.post(SYNC_RANGE_PATH, async (req, reply) => {
     const body = objectBody(decode(req).data);
     const { start, end, limit, after } = rangeQuery(body);
-    const records: SyncRecord[] = [];
+    const raw: Array<[string, Buffer]> = [];
     let bytes = 0;
     let more = false;
     // One synchronous scan: the index and the records are read from one snapshot.
-    storage.scanHashRangeRecords(start, end, (key, rec) => {
+    storage.scanHashRangeRaw(start, end, (key, rec) => {
       // Always at least one record per answer, however large, so paging progresses.
-      if (records.length === limit || (bytes >= FETCH_BYTE_BUDGET && records.length > 0)) {
+      if (raw.length === limit || (bytes >= FETCH_BYTE_BUDGET && raw.length > 0)) {
         more = true;
         return false;
       }
-      records.push({ key, ...rec });
-      bytes += rec.value.length;
+      raw.push([key, rec]);
+      bytes += rec.length;
     }, after === undefined ? {} : { after });
-    metrics.streamed('out', records.length);
-    return send(reply, { records, more }, true);
+    metrics.streamed('out', raw.length);
+    return send(reply, { raw, more }, true);
   });
 
   app.post(SYNC_APPLY_PATH, async (req, reply) => {

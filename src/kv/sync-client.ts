@@ -15,9 +15,10 @@ import {
   hashToHex,
   objectBody,
   packr,
+  rawList,
   recordList,
   type EntriesPage,
-  type RecordsPage,
+  type RawPage,
   type SyncRecord,
 } from './sync-wire.js';
 
@@ -83,11 +84,12 @@ export class SyncClient {
   }
 
   /**
-   * One page of the peer's records in [start, end], values included, strictly
-   * after the key `after`. Resolves null when the peer predates the range
-   * endpoint (it answers 404): the caller compares entries instead.
+   * One page of the peer's records in [start, end], as stored (bytes, not
+   * checked here: Storage.insertRaw checks each), strictly after the key
+   * `after`. Resolves null when the peer predates the range endpoint (it
+   * answers 404): the caller compares entries instead.
    */
-  async range(url: string, q: { start: bigint; end: bigint; after?: string; limit: number }): Promise<RecordsPage | null> {
+  async range(url: string, q: { start: bigint; end: bigint; after?: string; limit: number }): Promise<RawPage | null> {
     const body = await this.call(url, SYNC_RANGE_PATH, {
       start: hashToHex(q.start),
       end: hashToHex(q.end),
@@ -96,7 +98,7 @@ export class SyncClient {
     }, true);
     if (body === null) return null;
     if (typeof body.more !== 'boolean') throw new ReplicaUnreachable(url, 'range answered without "more"');
-    return { records: this.checked(url, () => recordList(body.records, 'records', q.limit)), more: body.more };
+    return { raw: this.checked(url, () => rawList(body.raw, 'raw', q.limit)), more: body.more };
   }
 
   /**

@@ -51,10 +51,27 @@ export interface EntriesPage {
   more: boolean;
 }
 
-/** One page of a range's records, as the range endpoint answers. */
-export interface RecordsPage {
-  records: SyncRecord[];
+/**
+ * One page of a range's records as the range endpoint answers: each as
+ * [key, the record's bytes as its storage holds them] (record-codec.ts), so
+ * neither side decodes or re-encodes values.
+ */
+export interface RawPage {
+  raw: Array<{ key: string; bytes: Buffer }>;
   more: boolean;
+}
+
+/** Checks a range answer's `raw` list: [key, bytes] pairs. */
+export function rawList(value: unknown, field: string, max: number): Array<{ key: string; bytes: Buffer }> {
+  if (!Array.isArray(value)) throw new InvalidRequest(`${field} must be an array of [key, bytes]`);
+  if (value.length > max) throw new InvalidRequest(`${field} holds ${value.length} records; the limit is ${max}`);
+  return value.map((pair: unknown, i) => {
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || pair[0] === '' || !(pair[1] instanceof Uint8Array)) {
+      throw new InvalidRequest(`${field}[${i}] must be [non-empty key, bytes]`);
+    }
+    const b = pair[1];
+    return { key: pair[0], bytes: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength) };
+  });
 }
 
 export function hashToHex(h: bigint): string {
