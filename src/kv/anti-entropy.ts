@@ -39,7 +39,8 @@ import type { SyncClient } from './sync-client.js';
  * carry the writing gateway's wall clock, so clock skew eats into the grace.
  *
  * A server never pushes a range to a peer that is acquiring it: the acquirer
- * pulls it, and pushing too would send every key twice.
+ * pulls it, and pushing too would send every key twice. Nor does it compare
+ * such a range while the peer holds nothing there: there is nothing to pull.
  *
  * Narrowing: an arc whose digest differs is cut at the digest buckets' edges
  * (65,536 buckets over the hash space, each digest O(1) from the cache) and
@@ -319,12 +320,23 @@ export class AntiEntropy {
     // An arc empty on one side (a joiner's acquired arcs) moves whole: there
     // is nothing to narrow, and its pieces' digests would only cost a round trip.
     const emptySide = new Set<number>();
+    const nothingToDo = new Set<number>();
     arcIdxs.forEach((arcIdx, k) => {
-      if (remote[k] !== local[k] && (remote[k] === EMPTY_DIGEST || local[k] === EMPTY_DIGEST)) emptySide.add(arcIdx);
+      if (remote[k] === local[k] || (remote[k] !== EMPTY_DIGEST && local[k] !== EMPTY_DIGEST)) return;
+      const arc = arcs[arcIdx]!;
+      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
+      // The peer holds nothing there and is acquiring it (it pulls): nothing
+      // to pull, nothing to push. Scanning it would only cost this side.
+      if (remote[k] === EMPTY_DIGEST && !push) nothingToDo.add(arcIdx);
+      else emptySide.add(arcIdx);
     });
     const subs: Array<{ arc: number; start: bigint; end: bigint }> = [];
     for (const i of differing) {
       const arc = arcs[i]!;
+      if (nothingToDo.has(i)) {
+        this.rangesDone++;
+        continue;
+      }
       if (emptySide.has(i)) subs.push({ arc: i, start: arc.start, end: arc.end });
       else for (const [start, end] of splitAtBuckets(arc.start, arc.end)) subs.push({ arc: i, start, end });
     }
@@ -365,7 +377,7 @@ export class AntiEntropy {
       }
     }
     // Arcs whose every bucket agreed after all (a write landed meanwhile).
-    for (const i of differing) if (!left.has(i)) this.rangesDone++;
+    for (const i of differing) if (!left.has(i) && !nothingToDo.has(i)) this.rangesDone++;
     let next = 0;
     const worker = async () => {
       while (next < merged.length) {
