@@ -118,8 +118,11 @@ export interface ErrorBody {
   [detail: string]: unknown;
 }
 
+/** success, error and code first (as the README shows them), then the details; a detail never overrides them. */
 export function toErrorBody(err: FlexStoreError): ErrorBody {
-  return { ...err.details, success: false, error: err.message, code: err.code };
+  const body: ErrorBody = { success: false, error: err.message, code: err.code };
+  for (const [k, v] of Object.entries(err.details)) if (!(k in body)) body[k] = v;
+  return body;
 }
 
 /**
