@@ -304,80 +304,70 @@ export class AntiEntropy {
     const remote = await client.digests(peer.url, ranges);
     // Local digests now, after the previous peers' repairs.
     const local = storage.digests(ranges);
-    const differing: number[] = [];
-    arcIdxs.forEach((arcIdx, k) => {
-      if (remote[k] === local[k]) this.rangesDone++;
-      else differing.push(arcIdx);
+    // Each differing arc becomes pieces to merge. One empty on one side moves
+    // whole: there is nothing to narrow, and its pieces' digests would only
+    // cost a round trip. (If the empty side is a peer acquiring the arc, it
+    // pulls: nothing to push, nothing to pull, so nothing to scan here.) Any
+    // other arc is cut at the digest buckets' edges (1/65536 of the hash space
+    // each) and only the buckets that differ are merged, so the keys in flight
+    // under writes cost a scan of a few buckets, not of whole arcs.
+    interface Piece { arc: number; start: bigint; end: bigint; push: boolean; differs: boolean; empty: boolean }
+    const pieces: Piece[] = [];
+    const toCompare: Piece[] = [];
+    arcIdxs.forEach((i, k) => {
+      if (remote[k] === local[k]) {
+        this.rangesDone++;
+        return;
+      }
+      const arc = arcs[i]!;
+      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
+      if (remote[k] === EMPTY_DIGEST && !push) {
+        this.rangesDone++;
+      } else if (remote[k] === EMPTY_DIGEST || local[k] === EMPTY_DIGEST) {
+        pieces.push({ arc: i, start: arc.start, end: arc.end, push, differs: true, empty: false });
+      } else {
+        for (const [start, end] of splitAtBuckets(arc.start, arc.end)) {
+          const piece = { arc: i, start, end, push, differs: true, empty: false };
+          pieces.push(piece);
+          toCompare.push(piece);
+        }
+      }
     });
-    if (differing.length === 0) {
-      await transfer.finish();
-      return arcIdxs;
+    if (toCompare.length > 0) {
+      const pieceRanges = toCompare.map((p) => [p.start, p.end] as const);
+      const pieceRemote = await client.digests(peer.url, pieceRanges);
+      const pieceLocal = storage.digests(pieceRanges);
+      signal.throwIfAborted();
+      toCompare.forEach((p, j) => {
+        p.differs = pieceRemote[j] !== pieceLocal[j];
+        p.empty = !p.differs && pieceLocal[j] === EMPTY_DIGEST;
+      });
     }
 
-    // Narrow each differing arc to the digest buckets (1/65536 of the hash
-    // space each) that differ: a few keys in flight while writes go on then
-    // cost a scan of a few buckets, not of whole arcs.
-    // An arc empty on one side (a joiner's acquired arcs) moves whole: there
-    // is nothing to narrow, and its pieces' digests would only cost a round trip.
-    const emptySide = new Set<number>();
-    const nothingToDo = new Set<number>();
-    arcIdxs.forEach((arcIdx, k) => {
-      if (remote[k] === local[k] || (remote[k] !== EMPTY_DIGEST && local[k] !== EMPTY_DIGEST)) return;
-      const arc = arcs[arcIdx]!;
-      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
-      // The peer holds nothing there and is acquiring it (it pulls): nothing
-      // to pull, nothing to push. Scanning it would only cost this side.
-      if (remote[k] === EMPTY_DIGEST && !push) nothingToDo.add(arcIdx);
-      else emptySide.add(arcIdx);
-    });
-    const subs: Array<{ arc: number; start: bigint; end: bigint }> = [];
-    for (const i of differing) {
-      const arc = arcs[i]!;
-      if (nothingToDo.has(i)) {
-        this.rangesDone++;
-        continue;
-      }
-      if (emptySide.has(i)) subs.push({ arc: i, start: arc.start, end: arc.end });
-      else for (const [start, end] of splitAtBuckets(arc.start, arc.end)) subs.push({ arc: i, start, end });
-    }
-    const narrowed = subs.filter((r) => !emptySide.has(r.arc)).map((r) => [r.start, r.end] as const);
-    const narrowedRemote = narrowed.length > 0 ? await client.digests(peer.url, narrowed) : [];
-    const narrowedLocal = storage.digests(narrowed);
-    signal.throwIfAborted();
-    // Per piece: does it differ, and is it empty on both sides.
-    let n = 0;
-    const pieces = subs.map((sub) => {
-      if (emptySide.has(sub.arc)) return { ...sub, differs: true, empty: false };
-      const r = narrowedRemote[n];
-      const l = narrowedLocal[n++];
-      return { ...sub, differs: r !== l, empty: r === l && l === EMPTY_DIGEST };
-    });
-    // Sub-ranges still to merge, per arc: an arc counts as done when all of its are.
+    // Pieces still to merge, per arc: an arc counts as done when all of its are.
     const left = new Map<number, number>();
     const merged: PeerRange[] = [];
-    for (const sub of pieces) {
+    for (const p of pieces) {
       const last = merged[merged.length - 1];
-      const adjacent = last !== undefined && last.end + 1n === sub.start;
-      if (!sub.differs) {
+      const adjacent = last !== undefined && last.end + 1n === p.start;
+      if (!p.differs) {
         // Empty on both sides: a merged range may run through it at no cost,
         // so a sparse store is not cut into a stream per occupied bucket.
-        if (adjacent && sub.empty) last.end = sub.end;
+        if (adjacent && p.empty) last.end = p.end;
         continue;
       }
-      left.set(sub.arc, (left.get(sub.arc) ?? 0) + 1);
-      const arc = arcs[sub.arc]!;
-      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
+      left.set(p.arc, (left.get(p.arc) ?? 0) + 1);
       // Adjacent differing pieces are merged: a fresh replica pulls
       // everything in a few long streams rather than thousands of short ones.
-      if (adjacent && last.push === push) {
-        last.end = sub.end;
-        last.arcs.push(sub.arc);
+      if (adjacent && last.push === p.push) {
+        last.end = p.end;
+        last.arcs.push(p.arc);
       } else {
-        merged.push({ start: sub.start, end: sub.end, push, arcs: [sub.arc] });
+        merged.push({ start: p.start, end: p.end, push: p.push, arcs: [p.arc] });
       }
     }
     // Arcs whose every bucket agreed after all (a write landed meanwhile).
-    for (const i of differing) if (!left.has(i) && !nothingToDo.has(i)) this.rangesDone++;
+    for (const i of new Set(pieces.map((p) => p.arc))) if (!left.has(i)) this.rangesDone++;
     let next = 0;
     const worker = async () => {
       while (next < merged.length) {

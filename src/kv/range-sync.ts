@@ -1,5 +1,4 @@
 import { parseVersion } from '../cluster/hlc.js';
-import { recordHeader } from './record-codec.js';
 import type { Storage } from './storage.js';
 import type { SyncClient } from './sync-client.js';
 import type { SyncEntry, SyncRecord } from './sync-wire.js';
@@ -65,25 +64,15 @@ export class PeerTransfer {
   constructor(private readonly opts: PeerTransferOptions) {}
 
   /** True when the entry is a tombstone past the purge horizon. */
-  purgeDue(e: SyncEntry): boolean {
+  purgeDue(e: Pick<SyncEntry, 'version' | 'tombstone'>): boolean {
     const before = this.opts.purgeBeforeMs;
     return before !== undefined && e.tombstone && (parseVersion(e.version)?.wall ?? Infinity) < before;
   }
 
   /** Writes records streamed from the peer (as stored there), as one more batch in flight. */
   async store(raw: Array<{ key: string; bytes: Buffer }>): Promise<void> {
-    const { storage } = this.opts;
-    const keep = raw.filter((r) => {
-      let h;
-      try {
-        h = recordHeader(r.bytes);
-      } catch {
-        return true; // insertRaw rejects the batch and says why
-      }
-      return !this.purgeDue({ key: r.key, ...h });
-    });
     await this.launch(async () => {
-      if (keep.length > 0) await storage.insertRaw(keep);
+      await this.opts.storage.insertRaw(raw, (h) => this.purgeDue(h));
       this.opts.onPulled(raw.length);
     });
   }

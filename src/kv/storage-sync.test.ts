@@ -232,6 +232,15 @@ describe('Storage sync operations', () => {
         await assert.rejects(dst.insertRaw([{ key: 'fine', bytes: good }, { key: 'x', bytes: bad }]), InvalidRequest);
       }
       assert.equal(dst.get('fine'), null, 'a malformed record rejects the whole batch');
+      const fresh = Storage.open(tempDir());
+      try {
+        const { applied } = await fresh.insertRaw(raw, (h) => h.tombstone);
+        assert.equal(applied, 200 - 23, 'skipped records (here the 23 tombstones) are not written');
+        assert.equal(fresh.get('r/0'), null);
+        assert.equal(fresh.get('r/1')?.value.toString(), 'value 1');
+      } finally {
+        await fresh.close();
+      }
     } finally {
       await src.close();
       await dst.close();

@@ -199,20 +199,26 @@ export class Storage {
    * insertMany() for records in their stored encoding, as another replica's
    * storage holds them (scanHashRangeRaw): stored as they are, with no
    * decoding or re-encoding. Each is checked (recordHeader) before anything
-   * is written: one malformed record rejects the batch.
+   * is written: one malformed record rejects the batch. Records for which
+   * `skip` (given each header) returns true are left out.
    */
-  async insertRaw(items: ReadonlyArray<{ key: string; bytes: Buffer }>): Promise<{ applied: number }> {
-    const writes = items.map(({ key, bytes }): PreparedWrite => {
+  async insertRaw(
+    items: ReadonlyArray<{ key: string; bytes: Buffer }>,
+    skip?: (header: { version: string; tombstone: boolean }) => boolean,
+  ): Promise<{ applied: number }> {
+    const writes: PreparedWrite[] = [];
+    for (const { key, bytes } of items) {
       this.checkKey(key);
-      let version: string;
+      let header: { version: string; tombstone: boolean };
       try {
-        ({ version } = recordHeader(bytes));
+        header = recordHeader(bytes);
       } catch (err) {
         throw new InvalidRequest(`record of ${JSON.stringify(key.slice(0, 64))}: ${(err as Error).message}`);
       }
+      if (skip?.(header)) continue;
       const record = asBinary(bytes) as unknown as ReplicaRecord;
-      return { key, version, record, index: HashIndex.prepare(key, version) };
-    });
+      writes.push({ key, version: header.version, record, index: HashIndex.prepare(key, header.version) });
+    }
     return { applied: await this.insertPrepared(writes) };
   }
 
