@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -12,17 +13,44 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-/** A free TCP port on loopback (bound, read, released). */
+/**
+ * A port nothing listens on, for a server a test starts. Chosen at random
+ * below the kernel's ephemeral range rather than by binding port 0: the
+ * processes under test bind port 0 themselves (a KV server's replica TCP
+ * port), and the kernel may hand them the very port given out here before
+ * the server it was meant for binds it. Never the same port twice per process.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [low, high] = FREE_PORT_RANGE;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (handedOut.has(port) || !(await canBind(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port found in ${low}-${high}`);
+}
+
+const handedOut = new Set<number>();
+
+/** [low, high): below the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range, else 32768). */
+const FREE_PORT_RANGE: readonly [number, number] = (() => {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // Not Linux: keep the IANA default.
+  }
+  return [Math.max(1024, ephemeralLow - 12_000), ephemeralLow];
+})();
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    // The unspecified address: taken on any interface means taken.
+    srv.listen(port, '0.0.0.0', () => srv.close(() => resolve(true)));
   });
 }
 
