@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Consistency } from '../cluster/types.js';
+import type { SyncMode } from '../kv/storage.js';
 import { BIN, freePort } from '../test/support/process.js';
 import { ChildService, fetchJson, waitUntil } from './child.js';
 
@@ -9,6 +10,8 @@ export interface BenchClusterOptions {
   kvCount: number;
   replicationFactor: number;
   consistency: Consistency;
+  /** The KV servers' --sync. */
+  sync: SyncMode;
 }
 
 /**
@@ -78,6 +81,7 @@ export class BenchCluster {
       '--registry-url', this.registryUrl,
       '--data-dir', dataDir,
       '--replication-factor', String(this.opts.replicationFactor),
+      '--sync', this.opts.sync,
       '--log-level', logLevel,
     ], ['--expose-gc'], logLevel); // --expose-gc: the scale run reads the live heap (/health-check?gc=1)
     const kv = { port, dataDir, proc };

@@ -95,8 +95,8 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     }
   }
   if (systems.includes('flexstore')) {
-    log(`FlexStore: starting 1 registry, ${KV_SERVERS} KV servers, 1 gateway (N=${opts.replicationFactor}, ${opts.consistency})`);
-    cluster = await BenchCluster.start({ kvCount: KV_SERVERS, replicationFactor: opts.replicationFactor, consistency: opts.consistency });
+    log(`FlexStore: starting 1 registry, ${KV_SERVERS} KV servers, 1 gateway (N=${opts.replicationFactor}, ${opts.consistency}, sync ${opts.kvSync})`);
+    cluster = await BenchCluster.start({ kvCount: KV_SERVERS, replicationFactor: opts.replicationFactor, consistency: opts.consistency, sync: opts.kvSync });
     const c = cluster;
     cleanups.push(() => c.stop());
     targets.push({ system: 'flexstore', url: cluster.gatewayUrl, protocol: kvProtocol(value), stateful: true, deleted: [] });
@@ -166,7 +166,7 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     // is stopped first (an idle etcd still compacts and fsyncs, and halved the
     // figure in one run).
     while (cleanups.length > 0) await cleanups.pop()!();
-    stream = await runStreamBench({ keys: opts.streamKeys, valueSize: opts.valueSize, log }, cleanups);
+    stream = await runStreamBench({ keys: opts.streamKeys, valueSize: opts.valueSize, sync: opts.kvSync, log }, cleanups);
   }
 
   const summaries = summarize(records);
@@ -181,6 +181,7 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
       keys: opts.keys,
       replicationFactor: opts.replicationFactor,
       consistency: opts.consistency,
+      sync: opts.kvSync,
       rounds: opts.rounds,
       workloads: opts.workloads,
       systems,

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Consistency } from '../cluster/types.js';
+import type { SyncMode } from '../kv/storage.js';
 
 /** A workload: what each request of a run does. */
 export type Workload = 'get' | 'put' | 'mix' | 'delete';
@@ -26,6 +27,8 @@ export interface BenchOptions {
   replicationFactor: number;
   /** FlexStore's default consistency for every request. Default quorum. */
   consistency: Consistency;
+  /** The KV servers' --sync: when a write is acknowledged (see src/kv/storage.ts). Default commit. */
+  kvSync: SyncMode;
   /** Each workload × system is measured this many times, alternating systems; the median is reported. Default 1. */
   rounds: number;
   workloads: Workload[];
@@ -62,6 +65,7 @@ export const DEFAULT_OPTIONS: Readonly<BenchOptions> = {
   keys: 10_000,
   replicationFactor: 3,
   consistency: 'quorum',
+  kvSync: 'commit',
   rounds: 1,
   workloads: [...WORKLOADS],
   systems: [...SYSTEMS],
@@ -99,6 +103,8 @@ Options:
   --keys <n>                 Keys preloaded; requests pick among them (default: 10000)
   --replication-factor <n>   FlexStore N (default: 3)
   --consistency <level>      one, quorum or all (default: quorum)
+  --kv-sync <mode>           KV servers' --sync: commit (fsync before each
+                             acknowledgement) or interval (default: commit)
   --rounds <n>               Alternating rounds; medians are reported (default: 1)
   --workloads <list>         Comma list of get,put,mix,delete (default: all)
   --systems <list>           Comma list of flexstore,node,proxy,etcd (default: all;
@@ -149,6 +155,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
         keys: { type: 'string' },
         'replication-factor': { type: 'string' },
         consistency: { type: 'string' },
+        'kv-sync': { type: 'string' },
         rounds: { type: 'string' },
         workloads: { type: 'string' },
         systems: { type: 'string' },
@@ -186,6 +193,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       throw new BenchUsageError(`--consistency must be one, quorum or all, got ${JSON.stringify(v.consistency)}`);
     }
     o.consistency = v.consistency as Consistency;
+  }
+  if (v['kv-sync'] !== undefined) {
+    if (v['kv-sync'] !== 'commit' && v['kv-sync'] !== 'interval') {
+      throw new BenchUsageError(`--kv-sync must be commit or interval, got ${JSON.stringify(v['kv-sync'])}`);
+    }
+    o.kvSync = v['kv-sync'];
   }
   if (v.rounds !== undefined) o.rounds = positiveInt('rounds', v.rounds);
   if (v.workloads !== undefined) o.workloads = list('workloads', v.workloads, WORKLOADS);

@@ -279,10 +279,12 @@ describe('options', () => {
     assert.deepEqual(parseBenchArgs(['--scale-keys', '100000,10000,10000']).scaleKeys, [10_000, 100_000]);
     assert.equal(o.streamKeys, 20_000, '--quick streams fewer keys');
     assert.equal(parseBenchArgs(['--stream-keys', '0']).streamKeys, 0, '0 skips the streaming measurement');
+    assert.equal(parseBenchArgs([]).kvSync, 'commit');
+    assert.equal(parseBenchArgs(['--kv-sync', 'interval']).kvSync, 'interval');
   });
 
   it('rejects what it does not know', () => {
-    for (const argv of [['--systems', 'redis'], ['--rounds', '0'], ['--consistency', 'most'], ['--nope'], ['--duration', 'x'], ['--stream-keys', '-5']]) {
+    for (const argv of [['--systems', 'redis'], ['--rounds', '0'], ['--consistency', 'most'], ['--nope'], ['--duration', 'x'], ['--stream-keys', '-5'], ['--kv-sync', 'never']]) {
       assert.throws(() => parseBenchArgs(argv), BenchUsageError, argv.join(' '));
     }
   });

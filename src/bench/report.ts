@@ -77,6 +77,8 @@ export interface BenchConfig {
   keys: number;
   replicationFactor: number;
   consistency: string;
+  /** The KV servers' --sync; absent in reports from before the option existed (they ran 'commit'). */
+  sync?: string;
   rounds: number;
   workloads: Workload[];
   systems: SystemName[];
@@ -326,7 +328,7 @@ export function machineLine(m: MachineInfo): string {
 
 export function configLine(c: BenchConfig): string {
   return (
-    `${c.kvServers} KV servers, N=${c.replicationFactor}, consistency ${c.consistency}; ` +
+    `${c.kvServers} KV servers, N=${c.replicationFactor}, consistency ${c.consistency}, sync ${c.sync ?? 'commit'}; ` +
     `${c.connections} connections, ${c.durationSec} s per run, ${c.rounds} round${c.rounds === 1 ? '' : 's'} (medians), ` +
     `${c.valueSize}-byte values, ${fmtInt(c.keys)} keys`
   );
@@ -481,7 +483,7 @@ export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: numbe
     `${h} Cost as the data grows`,
     '',
     `Machine: ${machineLine(r.machine)}.  `,
-    `Setup: ${r.config.kvServers} KV servers, N=${r.config.replicationFactor}, consistency ${r.config.consistency}; ` +
+    `Setup: ${r.config.kvServers} KV servers, N=${r.config.replicationFactor}, consistency ${r.config.consistency}, sync ${r.config.sync ?? 'commit'}; ` +
       `${r.config.connections} connections, ${r.config.durationSec} s per run, ${r.config.valueSize}-byte values; ` +
       `keys loaded with ${r.config.loadConnections} concurrent writers. Total run time ${Math.round(r.elapsedSec)} s.`,
     '',

@@ -91,8 +91,8 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
       `(assuming ${fmt(ASSUMED_KEYS_PER_SEC)} keys/s; refined after the first step).`,
   );
 
-  log(`FlexStore: starting 1 registry, ${KV_SERVERS} KV servers, 1 gateway (N=${opts.replicationFactor}, ${opts.consistency})`);
-  const cluster = await BenchCluster.start({ kvCount: KV_SERVERS, replicationFactor: opts.replicationFactor, consistency: opts.consistency });
+  log(`FlexStore: starting 1 registry, ${KV_SERVERS} KV servers, 1 gateway (N=${opts.replicationFactor}, ${opts.consistency}, sync ${opts.kvSync})`);
+  const cluster = await BenchCluster.start({ kvCount: KV_SERVERS, replicationFactor: opts.replicationFactor, consistency: opts.consistency, sync: opts.kvSync });
   cleanups.push(() => cluster.stop());
 
   const results: ScaleStep[] = [];
@@ -163,6 +163,7 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
       valueSize: opts.valueSize,
       replicationFactor: opts.replicationFactor,
       consistency: opts.consistency,
+      sync: opts.kvSync,
       kvServers: KV_SERVERS,
       scaleKeys: steps,
       loadConnections: LOAD_CONNECTIONS,

@@ -2,6 +2,7 @@ import { HybridClock } from '../cluster/hlc.js';
 import { SyncClient } from '../kv/sync-client.js';
 import type { SyncRecord } from '../kv/sync-wire.js';
 import type { Cleanup } from './compare.js';
+import type { SyncMode } from '../kv/storage.js';
 import { BenchCluster } from './cluster.js';
 import { fetchJson, waitUntil } from './child.js';
 
@@ -40,12 +41,12 @@ const LOAD_BATCH = 2000;
 const LOAD_IN_FLIGHT = 4;
 
 export async function runStreamBench(
-  opts: { keys: number; valueSize: number; log: (line: string) => void },
+  opts: { keys: number; valueSize: number; sync: SyncMode; log: (line: string) => void },
   cleanups: Cleanup[],
 ): Promise<StreamResult> {
   const { log } = opts;
   log(`Streaming: starting 1 registry, 1 KV server, 1 gateway (N=2); loading ${opts.keys.toLocaleString('en-US')} keys`);
-  const cluster = await BenchCluster.start({ kvCount: 1, replicationFactor: 2, consistency: 'one' });
+  const cluster = await BenchCluster.start({ kvCount: 1, replicationFactor: 2, consistency: 'one', sync: opts.sync });
   cleanups.push(() => cluster.stop());
   const client = new SyncClient({ timeoutMs: 60_000 });
   cleanups.push(() => client.close());

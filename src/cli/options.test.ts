@@ -164,6 +164,14 @@ describe('validation', () => {
     usageError(() => parseCommand(commands.get, ['k', '--consistency', 'QUORUM'], noEnv), /--consistency/);
   });
 
+  it('kv sync is commit or interval, with a positive interval', () => {
+    const config = kvConfigFrom(parseCommand(commands.kv, ['--sync', 'interval'], { SYNC_INTERVAL_MS: '250' }).values);
+    assert.equal(config.sync, 'interval');
+    assert.equal(config.syncIntervalMs, 250);
+    usageError(() => parseCommand(commands.kv, [], { SYNC: 'never' }), /SYNC "never".*commit, interval/);
+    usageError(() => parseCommand(commands.kv, ['--sync-interval-ms', '0'], noEnv), /--sync-interval-ms/);
+  });
+
   it('gateway id uses the charset of version suffixes', () => {
     assert.equal(gatewayConfigFrom(parseCommand(commands.gateway, ['--gateway-id', 'gw_1-a'], noEnv).values).gatewayId, 'gw_1-a');
     usageError(() => parseCommand(commands.gateway, ['--gateway-id', 'gw.1'], noEnv), /--gateway-id/);

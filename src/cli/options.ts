@@ -215,6 +215,23 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
         help: "Copies of each key; must equal the gateways' (decides which ranges this server syncs)",
       },
       {
+        flag: 'sync',
+        env: 'SYNC',
+        kind: 'enum',
+        choices: ['commit', 'interval'],
+        default: defaultKvConfig.sync,
+        valueName: '<mode>',
+        help: 'commit: acknowledge a write after its commit is fsynced (survives power loss); interval: once the OS holds it, fsyncing every --sync-interval-ms (survives kill -9, not power loss)',
+      },
+      {
+        flag: 'sync-interval-ms',
+        env: 'SYNC_INTERVAL_MS',
+        kind: 'positiveInt',
+        default: String(defaultKvConfig.syncIntervalMs),
+        valueName: '<ms>',
+        help: 'With --sync interval: time between fsyncs',
+      },
+      {
         flag: 'anti-entropy-ms',
         env: 'ANTI_ENTROPY_INTERVAL_MS',
         kind: 'positiveInt',
@@ -570,6 +587,8 @@ export function kvConfigFrom(v: OptionValues): KvConfig {
     tcpPort: int(v, 'tcp-port'),
     replicationFactor: int(v, 'replication-factor'),
     antiEntropyIntervalMs: int(v, 'anti-entropy-ms'),
+    sync: str(v, 'sync') as KvConfig['sync'],
+    syncIntervalMs: int(v, 'sync-interval-ms'),
     logLevel: str(v, 'log-level'),
   };
   // Left unset, the server applies defaultAdvertiseUrl with the port it actually bound (port 0 included).

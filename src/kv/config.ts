@@ -1,3 +1,5 @@
+import type { SyncMode } from './storage.js';
+
 /** Configuration of one KV server. Every field has a documented default. */
 export interface KvConfig {
   /** TCP port to listen on; 0 picks a free one. Default 8001. */
@@ -45,6 +47,15 @@ export interface KvConfig {
    * runs). Default 10000 ms.
    */
   antiEntropyIntervalMs: number;
+  /**
+   * When a write is acknowledged (see SyncMode in storage.ts): 'commit' after
+   * its commit is fsynced (survives kill -9 and power loss); 'interval' once
+   * the OS holds it, with an fsync every syncIntervalMs (survives kill -9; a
+   * power loss can lose the last interval on this server). Default 'commit'.
+   */
+  sync: SyncMode;
+  /** With sync 'interval': time between fsyncs. Default 100 ms. */
+  syncIntervalMs: number;
 }
 
 export const defaultKvConfig: KvConfig = {
@@ -59,6 +70,8 @@ export const defaultKvConfig: KvConfig = {
   replicationFactor: 3,
   vnodes: 256,
   antiEntropyIntervalMs: 10_000,
+  sync: 'commit',
+  syncIntervalMs: 100,
 };
 
 /** The advertise-URL rule above, shared by the CLI and the server. */

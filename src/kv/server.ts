@@ -41,7 +41,11 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
   const id = loadOrCreateNodeId(cfg.dataDir, cfg.nodeId);
-  const storage = Storage.open(cfg.dataDir);
+  const storage = Storage.open(cfg.dataDir, {
+    sync: cfg.sync,
+    syncIntervalMs: cfg.syncIntervalMs,
+    onSyncError: (err) => app.log.error({ err }, 'periodic fsync failed; retrying at the next interval'),
+  });
   const app = createHttpServer({
     logLevel: cfg.logLevel,
     bodyLimit: cfg.maxBodyBytes,
@@ -104,7 +108,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     throw err;
   }
   app.log.info(
-    { id, url, tcpPort: tcp.port, dataDir: cfg.dataDir, keys: storage.count(), hintsPending: storage.hints.count() },
+    { id, url, tcpPort: tcp.port, dataDir: cfg.dataDir, sync: cfg.sync, keys: storage.count(), hintsPending: storage.hints.count() },
     'kv server listening',
   );
 
@@ -161,6 +165,8 @@ function validateConfig(cfg: KvConfig): void {
   if (!Number.isInteger(cfg.antiEntropyIntervalMs) || cfg.antiEntropyIntervalMs < 0) {
     fail('antiEntropyIntervalMs', 'must be an integer ≥ 0 (0 turns anti-entropy off)');
   }
+  if (cfg.sync !== 'commit' && cfg.sync !== 'interval') fail('sync', "must be 'commit' or 'interval'");
+  if (!Number.isInteger(cfg.syncIntervalMs) || cfg.syncIntervalMs < 1) fail('syncIntervalMs', 'must be an integer ≥ 1');
 }
 
 /** An explicit `undefined` in a partial config means "default", not "unset". */

@@ -227,3 +227,27 @@ test('data survives close and reopen', async () => {
     await second.close();
   }
 });
+
+test("sync 'interval': writes resolve, fsync() flushes, data survives close and reopen", async () => {
+  const dir = tempDir();
+  const first = Storage.open(dir, { sync: 'interval', syncIntervalMs: 5 });
+  const keys = Array.from({ length: 50 }, (_, i) => `k${i}`);
+  await Promise.all(keys.map((k) => first.put(k, rec(v(5), k))));
+  await first.fsync();
+  assert.deepEqual(await first.put('k0', rec(v(4), 'old')), { applied: false, version: v(5) });
+  await first.close();
+
+  const second = Storage.open(dir);
+  try {
+    assert.deepEqual(keys.filter((k) => second.get(k)?.value.toString() !== k), []);
+    await second.fsync(); // a no-op with sync 'commit'
+  } finally {
+    await second.close();
+  }
+});
+
+test('sync options are checked', () => {
+  const dir = tempDir();
+  assert.throws(() => Storage.open(dir, { sync: 'never' as 'commit' }), /sync must be commit or interval/);
+  assert.throws(() => Storage.open(dir, { sync: 'interval', syncIntervalMs: 0 }), /syncIntervalMs/);
+});

@@ -21,10 +21,11 @@ export type { HashScanOptions } from './hash-index-codec.js';
  *   comparison of fixed-width HLC versions). The comparison and the write
  *   happen in one LMDB write transaction, so a concurrent older write can never
  *   replace a newer one.
- * - They resolve only once the transaction is flushed to disk: an acknowledged
- *   write survives kill -9 and power loss. The version reported for a write
- *   that was not applied is durable too: every commit is synced before the
- *   next one starts.
+ * - They resolve only once the transaction is committed, and with sync
+ *   'commit' (the default) flushed to disk: an acknowledged write survives
+ *   kill -9 and power loss. The version reported for a write that was not
+ *   applied is durable too: every commit is synced before the next one
+ *   starts. With sync 'interval' see StorageOptions.
  * - Every record write also writes its hash-index entry (hash-index.ts) in
  *   the same transaction; ring ranges are scanned and digested through it.
  * - `list` returns keys in JS string order (UTF-16 code units, what `<` does),
@@ -45,6 +46,33 @@ const LAYOUT = { format: 3, keyOrder: 'utf16' } as const;
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
 /** Records a purge examines per read before yielding to the event loop. */
 const PURGE_SCAN_CHUNK = 10_000;
+
+/**
+ * How commits reach the disk.
+ * - 'commit': every commit is fsynced before its writes resolve. An
+ *   acknowledged write survives kill -9 of the process and power loss of the
+ *   machine.
+ * - 'interval': a commit is handed to the OS (written to the page cache)
+ *   before its writes resolve, and the environment is fsynced every
+ *   syncIntervalMs. An acknowledged write survives kill -9 of the process
+ *   (the OS still holds it); a power loss or kernel crash can lose the
+ *   writes of the last interval, and, because LMDB without per-commit sync
+ *   relies on the OS writing pages in order, can leave the data dir
+ *   unreadable (docs/operations.md says how to refill it from peers). The
+ *   fsyncs it saves are most of a KV server's cost per write.
+ */
+export type SyncMode = 'commit' | 'interval';
+
+export interface StorageOptions {
+  /** Default 'commit'. */
+  sync?: SyncMode;
+  /** With sync 'interval': time between fsyncs of the environment. Default 100 ms. */
+  syncIntervalMs?: number;
+  /** With sync 'interval': told of a failed periodic fsync (the next tick tries again). Default: ignored. */
+  onSyncError?: (err: Error) => void;
+}
+
+export const DEFAULT_SYNC_INTERVAL_MS = 100;
 
 export interface ListOptions {
   /** Only keys starting with this; '' for all. */
@@ -77,6 +105,10 @@ export class Storage {
   readonly maxKeyBytes: number;
   private readonly hashIndex: HashIndex;
   private closing: Promise<void> | null = null;
+  /** With sync 'interval': the timer fsyncing the environment, and the fsync in flight. */
+  private syncMode: SyncMode = 'commit';
+  private syncTimer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -92,12 +124,18 @@ export class Storage {
   }
 
   /** Opens (creating if needed) the environment in dir, migrating an older layout. Synchronous. */
-  static open(dir: string): Storage {
+  static open(dir: string, opts: StorageOptions = {}): Storage {
+    const sync = opts.sync ?? 'commit';
+    const syncIntervalMs = opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    if (sync !== 'commit' && sync !== 'interval') throw new Error(`sync must be commit or interval, got ${JSON.stringify(sync)}`);
+    if (!(Number.isInteger(syncIntervalMs) && syncIntervalMs >= 1)) throw new Error(`syncIntervalMs must be a positive integer, got ${syncIntervalMs}`);
     mkdirSync(dir, { recursive: true });
-    // overlappingSync off: every commit is fsynced before its promise
-    // resolves, so a resolved put is on disk with no second promise to track.
-    // Never noSync/noMetaSync: acknowledged writes must survive a crash.
-    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8, overlappingSync: false });
+    // overlappingSync off: with sync 'commit' every commit is fsynced before
+    // its promise resolves, so a resolved put is on disk with no second
+    // promise to track (and overlapping the fsync with the next commit was
+    // measured to save nothing: the fsync's kernel CPU is the cost).
+    // noSync only for 'interval', whose timer does the fsyncs.
+    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8, overlappingSync: false, noSync: sync === 'interval' });
     try {
       const meta = root.openDB<unknown, string>({ name: 'meta' });
       const codec = new RecordCodec();
@@ -122,7 +160,9 @@ export class Storage {
       } else if (layout.format === 2) {
         meta.putSync('layout', LAYOUT);
       }
-      return new Storage(root, records, { index, hints }, codec, migration);
+      const storage = new Storage(root, records, { index, hints }, codec, migration);
+      if (sync === 'interval') storage.syncEvery(syncIntervalMs, opts.onSyncError);
+      return storage;
     } catch (err) {
       void root.close();
       throw err;
@@ -374,10 +414,44 @@ export class Storage {
     return (this.records.getStats() as { entryCount: number }).entryCount;
   }
 
-  /** Waits for in-flight writes, then closes the environment. Idempotent. */
+  /** Waits for in-flight writes (and with sync 'interval' one last fsync), then closes the environment. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= this.root.close();
+    this.closing ??= (async () => {
+      if (this.syncTimer) {
+        clearInterval(this.syncTimer);
+        this.syncTimer = null;
+        await this.root.flushed;
+        await this.syncing;
+        await this.fsync();
+      }
+      await this.root.close();
+    })();
     return this.closing;
+  }
+
+  /**
+   * Resolves once everything committed so far is on disk. A no-op cost with
+   * sync 'commit' (it already is); with 'interval' an fsync off the event loop.
+   */
+  async fsync(): Promise<void> {
+    if (this.syncMode === 'commit') return;
+    await new Promise<void>((resolve, reject) =>
+      // RootDatabase.sync is missing from lmdb-js's typings; it runs mdb_env_sync on the libuv pool.
+      (this.root as unknown as { sync(cb: (err?: Error) => void): void }).sync((err) => (err ? reject(err) : resolve())),
+    );
+  }
+
+  private syncEvery(ms: number, onError?: (err: Error) => void): void {
+    this.syncMode = 'interval';
+    this.syncTimer = setInterval(() => {
+      // One fsync at a time: a slow disk stretches the interval rather than queueing fsyncs.
+      if (this.syncing) return;
+      this.syncing = this.fsync()
+        // The next tick tries again; the data stays in the OS's cache meanwhile.
+        .catch((err: Error) => onError?.(err))
+        .finally(() => (this.syncing = null));
+    }, ms);
+    this.syncTimer.unref();
   }
 
   private prepare(key: string, rec: ReplicaRecord): PreparedWrite {
