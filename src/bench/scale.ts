@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fetchJson } from './child.js';
+import { request } from 'undici';
+import { fetchJson, waitUntil } from './child.js';
 import { BenchCluster } from './cluster.js';
 import { KV_SERVERS, LOAD_CONNECTIONS, type Cleanup } from './compare.js';
 import { loadKeys, range, runLoad } from './load.js';
@@ -72,17 +73,59 @@ export async function diskUsageMiB(dir: string): Promise<number> {
   return bytes / MiB;
 }
 
+/** Complete anti-entropy passes a KV server has finished, from its /metrics. */
+async function completePasses(kvUrl: string): Promise<number | undefined> {
+  try {
+    const res = await request(`${kvUrl}/metrics`, { headersTimeout: 5000, bodyTimeout: 5000 });
+    const text = await res.body.text();
+    const m = /^flexstore_sync_passes_total\{outcome="complete"\} (\d+)/m.exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Longest wait for the replicas to settle before a measured run. */
+const SETTLE_TIMEOUT_MS = 90_000;
+
+/**
+ * Waits until every KV server has completed an anti-entropy pass that began
+ * after the caller's writes ended (two more complete passes than now), so a
+ * measured run sees the store at rest rather than replicas still comparing
+ * and exchanging the stragglers of a bulk load (at 1M keys such a pass takes
+ * seconds of CPU). Resolves with the seconds waited; gives up (and says so)
+ * after SETTLE_TIMEOUT_MS.
+ */
+async function settle(cluster: BenchCluster): Promise<number> {
+  const t0 = Date.now();
+  const urls = cluster.kvs.map((_, i) => cluster.kvUrl(i));
+  const start = await Promise.all(urls.map(completePasses));
+  if (start.some((n) => n === undefined)) return 0;
+  try {
+    await waitUntil(
+      'an anti-entropy pass on every KV server',
+      async () => (await Promise.all(urls.map(completePasses))).every((n, i) => n !== undefined && n >= start[i]! + 2),
+      SETTLE_TIMEOUT_MS,
+    );
+  } catch {
+    log(`replicas still comparing after ${SETTLE_TIMEOUT_MS / 1000} s; measuring anyway`);
+  }
+  return (Date.now() - t0) / 1000;
+}
+
 /**
  * Cost as the data grows: loads the key space step by step up to each count
  * in --scale-keys and at each measures PUT and GET throughput over all keys
- * stored so far and the KV servers' memory and disk.
+ * stored so far (each run once the replicas have settled) and the KV
+ * servers' memory and disk.
  */
 export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise<ScaleReport> {
   const started = Date.now();
   const value = makeValue(opts.valueSize);
   const protocol = kvProtocol(value);
   const steps = opts.scaleKeys;
-  const perStepRuns = 2 * (opts.durationSec + 0.5) + 1;
+  // Two measured runs, each after waiting for the replicas to settle (about two 10-s anti-entropy periods at most).
+  const perStepRuns = 2 * (opts.durationSec + 0.5 + 15) + 1;
   const estimate = (keysPerSec: number, from: number, stepsLeft: number[]) =>
     (stepsLeft[stepsLeft.length - 1]! - from) / keysPerSec + stepsLeft.length * perStepRuns;
 
@@ -113,6 +156,7 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
         (load.failed + load.unanswered > 0 ? `; ${fmt(load.failed + load.unanswered)} keys NOT written` : ''),
     );
     stored = target;
+    log(`settled in ${(await settle(cluster)).toFixed(1)} s`);
     const put = await runLoad({
       url: cluster.gatewayUrl,
       connections: opts.connections,
@@ -120,6 +164,7 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
       label: `${fmt(target)} keys  PUT`,
       next: workloadRequests('put', protocol, target),
     });
+    log(`settled in ${(await settle(cluster)).toFixed(1)} s`);
     const get = await runLoad({
       url: cluster.gatewayUrl,
       connections: opts.connections,
