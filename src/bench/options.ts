@@ -39,8 +39,8 @@ export interface BenchOptions {
   scale: boolean;
   /**
    * Stored-key counts the scale run measures at, ascending. Default
-   * 10000,100000: loading runs at FlexStore's PUT rate, so 1,000,000 keys
-   * take a quarter of an hour on a 2-core machine and are opt-in.
+   * 10000,100000: 1,000,000 keys (loaded through POST /batch at about 15k
+   * keys/s on a 2-core machine) make the run about 4 minutes and are opt-in.
    */
   scaleKeys: number[];
   /**
@@ -112,7 +112,7 @@ Options:
   --quick                    Short runs and 2000 keys: a smoke check
   --scale                    Measure throughput and KV memory as the data grows
   --scale-keys <list>        Key counts for --scale (default: 10000,100000;
-                             add 1000000 for the full curve, about 15+ min here)
+                             add 1000000 for the full curve, about 4 min here)
   --stream-keys <n>          Keys a joining KV server streams in the streaming
                              measurement (default: 200000; 0 skips it)
   --write-docs               Regenerate docs/benchmarks.md from the results

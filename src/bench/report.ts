@@ -379,7 +379,13 @@ export interface ScaleReport {
   kind: 'flexstore-bench-scale';
   version: 1;
   machine: MachineInfo;
-  config: Omit<BenchConfig, 'workloads' | 'systems' | 'keys' | 'rounds'> & { scaleKeys: number[]; loadConnections: number };
+  config: Omit<BenchConfig, 'workloads' | 'systems' | 'keys' | 'rounds'> & {
+    scaleKeys: number[];
+    /** Concurrent writers (or batches in flight, with loadBatch) while loading. */
+    loadConnections: number;
+    /** Keys per POST /batch while loading; absent in reports that loaded with one PUT per key. */
+    loadBatch?: number;
+  };
   steps: ScaleStep[];
   /** How KV heap was read, or why it could not be. */
   heapSource: string;
@@ -485,7 +491,10 @@ export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: numbe
     `Machine: ${machineLine(r.machine)}.  `,
     `Setup: ${r.config.kvServers} KV servers, N=${r.config.replicationFactor}, consistency ${r.config.consistency}, sync ${r.config.sync ?? 'commit'}; ` +
       `${r.config.connections} connections, ${r.config.durationSec} s per run, ${r.config.valueSize}-byte values; ` +
-      `keys loaded with ${r.config.loadConnections} concurrent writers. Total run time ${Math.round(r.elapsedSec)} s.`,
+      (r.config.loadBatch
+        ? `keys loaded through POST /batch, ${r.config.loadBatch} per batch, ${r.config.loadConnections} batches in flight. `
+        : `keys loaded with ${r.config.loadConnections} concurrent writers. `) +
+      `Total run time ${Math.round(r.elapsedSec)} s.`,
     '',
     markdownTable(SCALE_HEADERS, scaleRows(r.steps)),
     '',

@@ -3,8 +3,9 @@ import path from 'node:path';
 import { request } from 'undici';
 import { fetchJson, waitUntil } from './child.js';
 import { BenchCluster } from './cluster.js';
-import { KV_SERVERS, LOAD_CONNECTIONS, type Cleanup } from './compare.js';
-import { loadKeys, range, runLoad } from './load.js';
+import { loadKeysBatched } from './batch-load.js';
+import { KV_SERVERS, type Cleanup } from './compare.js';
+import { range, runLoad } from './load.js';
 import type { BenchOptions } from './options.js';
 import { machineInfo } from './output.js';
 import type { ScaleReport, ScaleStep } from './report.js';
@@ -12,7 +13,10 @@ import { kvProtocol, makeValue, workloadRequests } from './workloads.js';
 
 const MiB = 2 ** 20;
 /** Load rate assumed for the first estimate, before one has been measured (2 cores, N=3, quorum). */
-const ASSUMED_KEYS_PER_SEC = 1200;
+const ASSUMED_KEYS_PER_SEC = 5000;
+/** Keys per POST /batch while loading, and batches in flight. */
+const LOAD_BATCH = 100;
+const LOAD_BATCHES_IN_FLIGHT = 8;
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -143,11 +147,12 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
   let heapSeen = false;
   for (let s = 0; s < steps.length; s++) {
     const target = steps[s]!;
-    const load = await loadKeys({
+    const load = await loadKeysBatched({
       url: cluster.gatewayUrl,
       keys: range(stored, target),
-      put: protocol.put,
-      connections: LOAD_CONNECTIONS,
+      value,
+      batchSize: LOAD_BATCH,
+      connections: LOAD_BATCHES_IN_FLIGHT,
       label: `loading keys ${fmt(stored)}..${fmt(target)}`,
     });
     const loadedKeys = target - stored;
@@ -211,7 +216,8 @@ export async function runScale(opts: BenchOptions, cleanups: Cleanup[]): Promise
       sync: opts.kvSync,
       kvServers: KV_SERVERS,
       scaleKeys: steps,
-      loadConnections: LOAD_CONNECTIONS,
+      loadConnections: LOAD_BATCHES_IN_FLIGHT,
+      loadBatch: LOAD_BATCH,
     },
     steps: results,
     heapSource: heapSeen

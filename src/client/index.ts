@@ -45,6 +45,19 @@ export interface PutResult {
   version: string;
 }
 
+export interface BatchPutItem {
+  key: string;
+  value: string | Uint8Array;
+  /** Default text/plain for strings, application/octet-stream for bytes, as for put. */
+  contentType?: string;
+}
+
+/** One item's outcome: written with its version, or the error a put of it alone would have thrown. */
+export type BatchPutResult = { key: string; ok: true; version: string } | { key: string; ok: false; error: FlexStoreRequestError };
+
+/** Items per POST /batch request; longer lists are sent as several batches. */
+export const BATCH_ITEMS = 1000;
+
 export interface GetResult {
   value: Buffer;
   contentType: string;
@@ -110,7 +123,7 @@ interface RawResponse {
 }
 
 interface RequestSpec {
-  method: 'GET' | 'PUT' | 'DELETE';
+  method: 'GET' | 'PUT' | 'DELETE' | 'POST';
   path: string;
   query?: Record<string, string | number | undefined>;
   body?: Uint8Array | string;
@@ -152,6 +165,47 @@ export class FlexStoreClient {
     const body = parseJson(res.body) as { key?: unknown; version?: unknown } | undefined;
     const version = typeof body?.version === 'string' ? body.version : etagVersion(res.headers.etag);
     return { key, version: version ?? '' };
+  }
+
+  /**
+   * Stores many values through POST /batch, BATCH_ITEMS per request: each
+   * item is a put of its own (own version, own quorum), so some can fail
+   * while others succeed; the results say which, in the order given. Throws
+   * only when a whole batch is refused (a malformed item: nothing of that
+   * batch was written) or the gateway cannot be reached.
+   */
+  async putMany(items: readonly BatchPutItem[], opts: { consistency?: Consistency } = {}): Promise<BatchPutResult[]> {
+    const out: BatchPutResult[] = [];
+    for (let i = 0; i < items.length; i += BATCH_ITEMS) {
+      const chunk = items.slice(i, i + BATCH_ITEMS).map(({ key, value, contentType }) =>
+        typeof value === 'string'
+          ? { key, value, contentType: contentType ?? 'text/plain; charset=utf-8' }
+          : { key, valueBase64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64'), contentType: contentType ?? 'application/octet-stream' },
+      );
+      const res = await this.request({
+        method: 'POST',
+        path: '/batch',
+        query: { consistency: opts.consistency ?? this.consistency },
+        body: JSON.stringify({ items: chunk }),
+        headers: { 'content-type': 'application/json' },
+      });
+      if (!isOk(res.status)) throw toRequestError('POST /batch', undefined, res);
+      const body = parseJson(res.body) as { results?: Array<Record<string, unknown>> } | undefined;
+      if (!Array.isArray(body?.results) || body.results.length !== chunk.length) {
+        throw new FlexStoreRequestError('POST /batch answered without one result per item', res.status, 'BAD_RESPONSE', body ?? res.body.toString('utf8'));
+      }
+      body.results.forEach((r, j) => {
+        const key = chunk[j]!.key;
+        if (r.success === true && typeof r.version === 'string') out.push({ key, ok: true, version: r.version });
+        else {
+          const status = typeof r.status === 'number' ? r.status : res.status;
+          const code = typeof r.code === 'string' ? r.code : `HTTP_${status}`;
+          const message = typeof r.error === 'string' ? r.error : `PUT ${JSON.stringify(key)} failed`;
+          out.push({ key, ok: false, error: new FlexStoreRequestError(message, status, code, r) });
+        }
+      });
+    }
+    return out;
   }
 
   /** The newest value among the replicas asked, or null when the key has none. */

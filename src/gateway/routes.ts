@@ -1,7 +1,8 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { InvalidKey, InvalidRequest, KeyNotFound, Unavailable } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import type { Consistency } from '../cluster/types.js';
+import { registerBatchRoute } from './batch.js';
 import type { GatewayConfig } from './config.js';
 import type { ClusterView } from './cluster-view.js';
 import type { Coordinator } from './coordinator.js';
@@ -42,8 +43,8 @@ export function parseKey(rawUrl: string, maxKeyBytes: number): string {
   return key;
 }
 
-function consistencyOf(req: FastifyRequest, fallback: Consistency): Consistency {
-  const c = (req.query as Record<string, unknown>).consistency;
+function consistencyOf(query: unknown, fallback: Consistency): Consistency {
+  const c = (query as Record<string, unknown>).consistency;
   if (c === undefined) return fallback;
   if (typeof c !== 'string' || !CONSISTENCY.has(c as Consistency)) {
     throw new InvalidRequest('consistency must be one of one, quorum, all', { parameter: 'consistency' });
@@ -90,7 +91,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
 
   app.get('/kv/*', async (req, reply) => {
     const key = parseKey(req.raw.url!, config.maxKeyBytes);
-    const res = await coordinator.get(key, consistencyOf(req, config.defaultConsistency));
+    const res = await coordinator.get(key, consistencyOf(req.query, config.defaultConsistency));
     replicasHeader(reply, res.replicas);
     const rec = res.record;
     if (!rec || rec.tombstone) throw new KeyNotFound(key);
@@ -102,7 +103,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
 
   app.put('/kv/*', { schema: { response: { 201: WRITE_REPLY } } }, async (req, reply) => {
     const key = parseKey(req.raw.url!, config.maxKeyBytes);
-    const consistency = consistencyOf(req, config.defaultConsistency);
+    const consistency = consistencyOf(req.query, config.defaultConsistency);
     const body = req.body;
     const value = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
     const contentType = req.headers['content-type'] || DEFAULT_CONTENT_TYPE;
@@ -116,7 +117,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
 
   app.delete('/kv/*', { schema: { response: { 200: WRITE_REPLY } } }, async (req, reply) => {
     const key = parseKey(req.raw.url!, config.maxKeyBytes);
-    const res = await coordinator.delete(key, consistencyOf(req, config.defaultConsistency));
+    const res = await coordinator.delete(key, consistencyOf(req.query, config.defaultConsistency));
     if (!res) throw new KeyNotFound(key);
     replicasHeader(reply, res.replicas);
     return reply.header('etag', etag(res.version)).send({ success: true, key, version: res.version });
@@ -125,7 +126,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
 
   app.get('/kv', { schema: { response: { 200: LIST_REPLY } } }, async (req) => {
     const q = req.query as Record<string, unknown>;
-    consistencyOf(req, config.defaultConsistency);
+    consistencyOf(req.query, config.defaultConsistency);
     const prefix = stringParam(q, 'prefix', '');
     const after = stringParam(q, 'after', '');
     const limitRaw = stringParam(q, 'limit', '100');
@@ -137,6 +138,12 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   });
   // `/kv/` alone names no key.
   rejectOtherMethods(app, '/kv', ['GET']);
+
+  registerBatchRoute(app, {
+    coordinator,
+    limits: { maxKeyBytes: config.maxKeyBytes, maxValueBytes: config.maxValueBytes },
+    consistencyOf: (query) => consistencyOf(query, config.defaultConsistency),
+  });
 
   app.get('/health', async (_req, reply) => {
     const members = view.allMembers();

@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { FlexStoreClient, FlexStoreRequestError } from '../../client/index.js';
 import { TestCluster, http, kvUrl } from '../support/cluster.js';
 import { waitFor } from '../support/process.js';
 
@@ -160,6 +161,82 @@ describe('gateway API contract', () => {
     const all = await http('GET', `${gw}/kv?prefix=list/&limit=1000`);
     assert.deepEqual(all.json.keys, expected);
     assert.equal(all.json.next, null);
+  });
+
+  test('POST /batch: each item is a PUT of its own; exact bytes and content types', async () => {
+    const bytes = Buffer.from([0, 1, 2, 250, 255]);
+    const items = [
+      { key: 'batch/text', value: 'héllo', contentType: 'text/plain; charset=utf-8' },
+      { key: 'batch/bin', valueBase64: bytes.toString('base64') },
+      { key: 'batch/twice', value: 'first' },
+      { key: 'batch/twice', value: 'second' },
+      { key: 'batch/empty', value: '' },
+    ];
+    const res = await http('POST', `${gw}/batch`, { body: JSON.stringify({ items }) });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual([res.json.success, res.json.failed, res.json.results.length], [true, 0, items.length]);
+    assert.deepEqual(res.json.results.map((r: any) => [r.key, r.success]), items.map((i) => [i.key, true]));
+
+    const text = await http('GET', kvUrl(gw, 'batch/text'));
+    assert.deepEqual([text.status, text.text, text.headers['content-type']], [200, 'héllo', 'text/plain; charset=utf-8']);
+    assert.equal(text.headers.etag, `"${res.json.results[0].version}"`);
+    const bin = await http('GET', kvUrl(gw, 'batch/bin'));
+    assert.deepEqual([bin.body, bin.headers['content-type']], [bytes, 'application/octet-stream']);
+    // A key given twice: the later item has the higher version and wins.
+    assert.ok(res.json.results[3].version > res.json.results[2].version);
+    assert.equal((await http('GET', kvUrl(gw, 'batch/twice'))).text, 'second');
+    const empty = await http('GET', kvUrl(gw, 'batch/empty'));
+    assert.deepEqual([empty.status, empty.body.length], [200, 0]);
+  });
+
+  test('POST /batch: a malformed batch is rejected whole, naming the item, and writes nothing', async () => {
+    const post = (body: string, query = '') => http('POST', `${gw}/batch${query}`, { body });
+    const good = { key: 'batch/never', value: 'x' };
+    const cases: Array<[string, number, string, RegExp]> = [
+      ['not json', 400, 'INVALID_REQUEST', /JSON/],
+      ['[]', 400, 'INVALID_REQUEST', /"items" array/],
+      [JSON.stringify({ items: [] }), 400, 'INVALID_REQUEST', /1 to 1000/],
+      [JSON.stringify({ items: Array.from({ length: 1001 }, (_, i) => ({ key: `k${i}`, value: '' })) }), 400, 'INVALID_REQUEST', /1 to 1000/],
+      [JSON.stringify({ items: [good, 'x'] }), 400, 'INVALID_REQUEST', /must be an object/],
+      [JSON.stringify({ items: [good, { key: '', value: 'x' }] }), 400, 'INVALID_KEY', /non-empty/],
+      [JSON.stringify({ items: [good, { key: 'k'.repeat(1025), value: 'x' }] }), 400, 'INVALID_KEY', /limit is 1024/],
+      [JSON.stringify({ items: [good, { key: 'k' }] }), 400, 'INVALID_REQUEST', /exactly one of/],
+      [JSON.stringify({ items: [good, { key: 'k', value: 'x', valueBase64: 'eA==' }] }), 400, 'INVALID_REQUEST', /exactly one of/],
+      [JSON.stringify({ items: [good, { key: 'k', value: 5 }] }), 400, 'INVALID_REQUEST', /exactly one of/],
+      [JSON.stringify({ items: [good, { key: 'k', valueBase64: 'not base64!' }] }), 400, 'INVALID_REQUEST', /base64/],
+      [JSON.stringify({ items: [good, { key: 'k', value: 'x', contentType: '' }] }), 400, 'INVALID_REQUEST', /contentType/],
+      [JSON.stringify({ items: [good, { key: 'k', value: 'v'.repeat(1024 * 1024 + 1) }] }), 413, 'PAYLOAD_TOO_LARGE', /limit/],
+    ];
+    for (const [body, status, code, message] of cases) {
+      const res = await post(body);
+      assertErrorShape(res, status, code);
+      assert.match(res.json.error, message, body.slice(0, 80));
+      if (body.includes('batch/never') && !body.includes('1001')) assert.equal(res.json.item, 1, body.slice(0, 80));
+    }
+    assertErrorShape(await post(JSON.stringify({ items: [good] }), '?consistency=most'), 400, 'INVALID_REQUEST');
+    assertErrorShape(await http('GET', `${gw}/batch`), 405, 'METHOD_NOT_ALLOWED');
+    assertErrorShape(await http('GET', kvUrl(gw, 'batch/never')), 404, 'KEY_NOT_FOUND');
+  });
+
+  test('client putMany: sends 1000 items per batch, reports each item, refuses a malformed batch whole', async () => {
+    const client = new FlexStoreClient({ gateway: gw });
+    try {
+      const items = Array.from({ length: 1001 }, (_, i) => ({ key: `many/${i}`, value: i % 2 ? `v${i}` : new Uint8Array([i & 0xff, 7]) }));
+      const results = await client.putMany(items);
+      assert.deepEqual(results.map((r) => [r.key, r.ok]), items.map((i) => [i.key, true]));
+      assert.equal(await client.getString('many/999'), 'v999');
+      const bin = await client.get('many/1000');
+      assert.deepEqual([bin?.value, bin?.contentType], [Buffer.from([1000 & 0xff, 7]), 'application/octet-stream']);
+      assert.equal(bin?.version, (results[1000] as { version: string }).version);
+
+      await assert.rejects(
+        client.putMany([{ key: 'many/never', value: 'x' }, { key: '', value: 'x' }]),
+        (err: unknown) => err instanceof FlexStoreRequestError && err.status === 400 && err.code === 'INVALID_KEY',
+      );
+      assert.equal(await client.get('many/never'), null);
+    } finally {
+      await client.close();
+    }
   });
 
   test('unknown routes 404, wrong methods 405, all in the one error shape', async () => {

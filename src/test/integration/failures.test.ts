@@ -148,5 +148,18 @@ describe('failures', () => {
     const one = await http('GET', kvUrl(gw, 'q/1', 'consistency=one'));
     assert.equal(one.status, 200);
     assert.equal(one.text, 'one');
+
+    // A batch reports each item as its own PUT would have been answered.
+    const body = JSON.stringify({ items: [{ key: 'q/3', value: 'three' }, { key: 'q/4', value: 'four' }] });
+    const batch = await http('POST', `${gw}/batch`, { body });
+    assert.equal(batch.status, 200, batch.text);
+    assert.equal(batch.json.success, false);
+    assert.equal(batch.json.failed, 2);
+    for (const r of batch.json.results) {
+      assert.deepEqual([r.success, r.status, r.code, r.required, r.answered], [false, 503, 'QUORUM_NOT_MET', 2, 1]);
+    }
+    const batchOne = await http('POST', `${gw}/batch?consistency=one`, { body });
+    assert.deepEqual([batchOne.json.success, batchOne.json.failed], [true, 0], batchOne.text);
+    assert.equal((await http('GET', kvUrl(gw, 'q/4', 'consistency=one'))).text, 'four');
   });
 });
