@@ -214,6 +214,10 @@ export class AntiEntropy {
       }
     });
 
+    // A routine pass compares settled digests (recent-changes.ts): writes still
+    // in flight are not differences yet. A pass that acquires ranges compares
+    // current ones, so a join or leave completes with the latest writes.
+    const settled = needed.size === 0;
     const t0 = Date.now();
     this.rangesTotal = [...byPeer.values()].reduce((sum, l) => sum + l.length, 0);
     this.rangesDone = 0;
@@ -248,7 +252,7 @@ export class AntiEntropy {
           },
         });
         try {
-          const matched = await this.syncPeer(peer, arcs, arcIdxs, transfer);
+          const matched = await this.syncPeer(peer, arcs, arcIdxs, transfer, settled);
           for (const i of matched) {
             const left = needed.get(i);
             if (left !== undefined && arcs[i]!.read.includes(peerId)) needed.set(i, left - 1);
@@ -297,13 +301,13 @@ export class AntiEntropy {
    * Resolves with the arc indexes that are now in agreement; rejects if the
    * peer failed (then none counts).
    */
-  private async syncPeer(peer: Member, arcs: Arc[], arcIdxs: number[], transfer: PeerTransfer): Promise<number[]> {
+  private async syncPeer(peer: Member, arcs: Arc[], arcIdxs: number[], transfer: PeerTransfer, settled: boolean): Promise<number[]> {
     const { storage, client } = this.opts;
     const signal = this.abort.signal;
     const ranges = arcIdxs.map((i) => [arcs[i]!.start, arcs[i]!.end] as const);
-    const remote = await client.digests(peer.url, ranges);
+    const remote = await client.digests(peer.url, ranges, settled);
     // Local digests now, after the previous peers' repairs.
-    const local = storage.digests(ranges);
+    const local = storage.digests(ranges, settled);
     // Each differing arc becomes pieces to merge. One empty on one side moves
     // whole: there is nothing to narrow, and its pieces' digests would only
     // cost a round trip. (If the empty side is a peer acquiring the arc, it
@@ -335,8 +339,8 @@ export class AntiEntropy {
     });
     if (toCompare.length > 0) {
       const pieceRanges = toCompare.map((p) => [p.start, p.end] as const);
-      const pieceRemote = await client.digests(peer.url, pieceRanges);
-      const pieceLocal = storage.digests(pieceRanges);
+      const pieceRemote = await client.digests(peer.url, pieceRanges, settled);
+      const pieceLocal = storage.digests(pieceRanges, settled);
       signal.throwIfAborted();
       toCompare.forEach((p, j) => {
         p.differs = pieceRemote[j] !== pieceLocal[j];

@@ -11,6 +11,7 @@ import {
   type HashScanOptions,
 } from './hash-index-codec.js';
 import { keyCodec } from './record-codec.js';
+import { RecentChanges } from './recent-changes.js';
 
 /**
  * The hash index: every record's key in placement-hash order (hash64(key) ‖
@@ -52,6 +53,8 @@ export interface Migration {
 /** A digest change computed inside a write transaction, applied after its commit. */
 export interface DigestDelta {
   bucket: number;
+  /** The key's placement hash (for settled digests of partial buckets). */
+  hash: bigint;
   hi: number;
   lo: number;
 }
@@ -65,13 +68,17 @@ export interface IndexWrite {
 
 export class HashIndex {
   private readonly buckets = new DigestBuckets();
+  private readonly recent: RecentChanges;
 
   constructor(
     private readonly index: Database<Buffer, Buffer>,
     private readonly records: RecordHeaders,
     /** Every record's key and header, for the digest cache's rebuild at open. */
     eachRecord: (visit: (key: string, version: string) => void) => void,
+    /** How long a change stays out of settled digests (recent-changes.ts). Default 0: they equal current ones. */
+    settleWindowMs = 0,
   ) {
+    this.recent = new RecentChanges(settleWindowMs);
     eachRecord((key, version) => {
       const keyHash = keyHashBytes(key);
       const { hi, lo } = entryHash(version, keyHash);
@@ -99,7 +106,7 @@ export class HashIndex {
       hi ^= old.hi;
       lo ^= old.lo;
     }
-    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hi: hi >>> 0, lo: lo >>> 0 };
+    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hash: w.keyHash.readBigUInt64BE(0), hi: hi >>> 0, lo: lo >>> 0 };
   }
 
   /**
@@ -109,7 +116,7 @@ export class HashIndex {
    */
   insert(w: IndexWrite): DigestDelta {
     void this.index.put(w.indexKey, EMPTY);
-    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
+    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hash: w.keyHash.readBigUInt64BE(0), hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
   }
 
   /** Inside the write transaction that removes key's record (of heldVersion). */
@@ -118,12 +125,13 @@ export class HashIndex {
     const ikey = indexKeyOf(key, keyHash);
     void this.index.remove(ikey);
     const { hi, lo } = entryHash(heldVersion, keyHash);
-    return { bucket: DigestBuckets.bucketOfIndexKey(ikey), hi, lo };
+    return { bucket: DigestBuckets.bucketOfIndexKey(ikey), hash: keyHash.readBigUInt64BE(0), hi, lo };
   }
 
   /** After the commit of the transaction that produced the deltas. */
-  committed(deltas: Iterable<DigestDelta>): void {
+  committed(deltas: readonly DigestDelta[]): void {
     for (const d of deltas) this.buckets.toggle(d.bucket, d.hi, d.lo);
+    this.recent.add(deltas);
   }
 
   /**
@@ -150,9 +158,19 @@ export class HashIndex {
     }, opts);
   }
 
-  /** Digest of [start, end] as 16 hex digits. */
-  digest(start: bigint, end: bigint): string {
-    return digestHex(this.buckets.range(start, end, (from, to) => this.scanDigest(from, to)));
+  /**
+   * Digest of [start, end] as 16 hex digits: of what is stored now, or with
+   * `settled` of what was stored a settle window ago (the changes committed
+   * since XORed back out).
+   */
+  digest(start: bigint, end: bigint, settled = false): string {
+    const d = this.buckets.range(start, end, (from, to) => this.scanDigest(from, to));
+    if (settled) {
+      const r = this.recent.range(start, end);
+      d.hi = (d.hi ^ r.hi) >>> 0;
+      d.lo = (d.lo ^ r.lo) >>> 0;
+    }
+    return digestHex(d);
   }
 
   /**

@@ -21,6 +21,9 @@ export interface RunningKvServer extends RunningServer {
   progress(): TransferProgress;
 }
 
+/** Upper bound of the settle window of routine anti-entropy passes (half the interval below 10 s). */
+const MAX_SETTLE_WINDOW_MS = 5000;
+
 /**
  * Starts one KV server: opens its storage, serves the replica and sync APIs
  * and /metrics, heartbeats to the registry (reporting transfer progress),
@@ -44,6 +47,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   const storage = Storage.open(cfg.dataDir, {
     sync: cfg.sync,
     syncIntervalMs: cfg.syncIntervalMs,
+    // Routine anti-entropy passes leave writes younger than this to the next pass (recent-changes.ts).
+    settleWindowMs: Math.min(MAX_SETTLE_WINDOW_MS, Math.floor(cfg.antiEntropyIntervalMs / 2)),
     onSyncError: (err) => app.log.error({ err }, 'periodic fsync failed; retrying at the next interval'),
   });
   const app = createHttpServer({

@@ -251,3 +251,28 @@ test('sync options are checked', () => {
   assert.throws(() => Storage.open(dir, { sync: 'never' as 'commit' }), /sync must be commit or interval/);
   assert.throws(() => Storage.open(dir, { sync: 'interval', syncIntervalMs: 0 }), /syncIntervalMs/);
 });
+
+test('settled digests leave out the changes of the settle window, then catch up', async () => {
+  const s = Storage.open(tempDir(), { settleWindowMs: 300 });
+  try {
+    const ranges = [[0n, (1n << 64n) - 1n], [0n, 1n << 62n], [1n << 40n, (1n << 63n) + 12345n]] as const;
+    await s.putMany(Array.from({ length: 200 }, (_, i) => ({ key: `old${i}`, rec: rec(v(5), 'x') })));
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    const before = s.digests(ranges);
+    assert.deepEqual(s.digests(ranges, true), before, 'nothing recent: settled equals current');
+
+    await s.putMany(Array.from({ length: 100 }, (_, i) => ({ key: `new${i}`, rec: rec(v(6), 'y') })));
+    await s.put('old7', rec(v(7), 'z'));
+    const current = s.digests(ranges);
+    assert.notDeepEqual(current, before);
+    assert.deepEqual(s.digests(ranges, true), before, 'within the window, settled digests are those from before the writes');
+
+    const deadline = Date.now() + 5000;
+    while (JSON.stringify(s.digests(ranges, true)) !== JSON.stringify(current)) {
+      assert.ok(Date.now() < deadline, 'settled digests never caught up with the current ones');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    await s.close();
+  }
+});

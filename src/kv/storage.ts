@@ -70,6 +70,8 @@ export interface StorageOptions {
   syncIntervalMs?: number;
   /** With sync 'interval': told of a failed periodic fsync (the next tick tries again). Default: ignored. */
   onSyncError?: (err: Error) => void;
+  /** How long a change stays out of settled digests (see recent-changes.ts). Default 0. */
+  settleWindowMs?: number;
 }
 
 export const DEFAULT_SYNC_INTERVAL_MS = 100;
@@ -117,9 +119,10 @@ export class Storage {
     private readonly codec: RecordCodec,
     /** The one-time migration open() ran, for the caller to log; null when none. */
     readonly migration: Migration | null,
+    settleWindowMs: number,
   ) {
     this.maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize - HINT_KEY_OVERHEAD;
-    this.hashIndex = new HashIndex(dbs.index, { header: (key) => this.headerOf(key) }, (visit) => this.eachHeader(visit));
+    this.hashIndex = new HashIndex(dbs.index, { header: (key) => this.headerOf(key) }, (visit) => this.eachHeader(visit), settleWindowMs);
     this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes);
   }
 
@@ -160,7 +163,7 @@ export class Storage {
       } else if (layout.format === 2) {
         meta.putSync('layout', LAYOUT);
       }
-      const storage = new Storage(root, records, { index, hints }, codec, migration);
+      const storage = new Storage(root, records, { index, hints }, codec, migration, opts.settleWindowMs ?? 0);
       if (sync === 'interval') storage.syncEvery(syncIntervalMs, opts.onSyncError);
       return storage;
     } catch (err) {
@@ -351,10 +354,11 @@ export class Storage {
   /**
    * Digest of each [start, end] range: the XOR of the entry hashes of the
    * records whose hash is in it, as 16 hex digits. Equal on two replicas that
-   * hold the same versions of the same keys there.
+   * hold the same versions of the same keys there. With `settled`, of what
+   * was held a settle window ago (StorageOptions.settleWindowMs).
    */
-  digests(ranges: ReadonlyArray<readonly [bigint, bigint]>): string[] {
-    return ranges.map(([start, end]) => this.hashIndex.digest(start, end));
+  digests(ranges: ReadonlyArray<readonly [bigint, bigint]>, settled = false): string[] {
+    return ranges.map(([start, end]) => this.hashIndex.digest(start, end, settled));
   }
 
   /**

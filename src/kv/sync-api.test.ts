@@ -112,6 +112,8 @@ describe('sync API', () => {
     assert.match(digests[0]!, /^[0-9a-f]{16}$/);
     assert.equal(digests[1], '0000000000000000', 'an empty range XORs to zero');
     assert.notEqual(digests[2], digests[1]);
+    // This server runs without anti-entropy, so its settle window is 0: settled digests are the current ones.
+    assert.deepEqual(await client.digests(kv.url, ranges, true), digests);
   });
 
   test('fetch returns the records held, values as bytes', async () => {
@@ -183,6 +185,7 @@ describe('sync API', () => {
     };
     await bad('/internal/sync/digests', { ranges: [['10', '01']] });
     await bad('/internal/sync/digests', { ranges: [['xyz', '01']] });
+    await bad('/internal/sync/digests', { ranges: [['01', '10']], settled: 'yes' });
     await bad('/internal/sync/entries', { start: '0', end: 'ff', limit: 0 });
     await bad('/internal/sync/fetch', { keys: [''] });
     await bad('/internal/sync/apply', { records: [{ key: 'k', version: 'nope', tombstone: false, contentType: '', value: Buffer.alloc(0) }] });

@@ -79,7 +79,11 @@ export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): voi
       throw new InvalidRequest(`at most ${MAX_DIGEST_RANGES} ranges per request`, { got: body.ranges.length });
     }
     const ranges = body.ranges.map((r, i) => parseRange(r, `ranges[${i}]`));
-    return send(reply, { digests: storage.digests(ranges) }, msgpack);
+    // settled: true asks for digests of what was held a settle window ago
+    // (recent-changes.ts); a peer that predates it ignores it and answers
+    // current digests, which only costs the requester some needless listing.
+    if (body.settled !== undefined && typeof body.settled !== 'boolean') throw new InvalidRequest('settled must be a boolean');
+    return send(reply, { digests: storage.digests(ranges, body.settled === true) }, msgpack);
   });
 
   app.post(SYNC_ENTRIES_PATH, async (req, reply) => {

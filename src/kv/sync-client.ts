@@ -54,13 +54,14 @@ export class SyncClient {
     this.connections = opts.connections ?? 4;
   }
 
-  /** The peer's digest of each [start, end] range, in order. */
-  async digests(url: string, ranges: ReadonlyArray<readonly [bigint, bigint]>): Promise<string[]> {
+  /** The peer's digest of each [start, end] range, in order; with `settled`, of what it held a settle window ago. */
+  async digests(url: string, ranges: ReadonlyArray<readonly [bigint, bigint]>, settled = false): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < ranges.length; i += DIGEST_CHUNK) {
       const chunk = ranges.slice(i, i + DIGEST_CHUNK);
       const body = await this.call(url, SYNC_DIGESTS_PATH, {
         ranges: chunk.map(([s, e]) => [hashToHex(s), hashToHex(e)]),
+        ...(settled && { settled: true }),
       });
       const digests = body.digests;
       if (!Array.isArray(digests) || digests.length !== chunk.length || !digests.every((d) => typeof d === 'string')) {
