@@ -197,12 +197,7 @@ export class FlexStoreClient {
       body.results.forEach((r, j) => {
         const key = chunk[j]!.key;
         if (r.success === true && typeof r.version === 'string') out.push({ key, ok: true, version: r.version });
-        else {
-          const status = typeof r.status === 'number' ? r.status : res.status;
-          const code = typeof r.code === 'string' ? r.code : `HTTP_${status}`;
-          const message = typeof r.error === 'string' ? r.error : `PUT ${JSON.stringify(key)} failed`;
-          out.push({ key, ok: false, error: new FlexStoreRequestError(message, status, code, r) });
-        }
+        else out.push({ key, ok: false, error: requestError('PUT', key, typeof r.status === 'number' ? r.status : res.status, r, r) });
       });
     }
     return out;
@@ -348,13 +343,23 @@ function isKeyNotFound(res: RawResponse): boolean {
 
 function toRequestError(method: string, key: string | undefined, res: RawResponse): FlexStoreRequestError {
   const json = parseJson(res.body) as { error?: unknown; code?: unknown } | undefined;
-  const body = json ?? res.body.toString('utf8');
-  const code = typeof json?.code === 'string' ? json.code : `HTTP_${res.status}`;
+  return requestError(method, key, res.status, json, json ?? res.body.toString('utf8'));
+}
+
+/** The error for a gateway error body (json, when it is one) answered with status. */
+function requestError(
+  method: string,
+  key: string | undefined,
+  status: number,
+  json: { error?: unknown; code?: unknown } | undefined,
+  body: unknown,
+): FlexStoreRequestError {
+  const code = typeof json?.code === 'string' ? json.code : `HTTP_${status}`;
   const message =
     typeof json?.error === 'string'
       ? json.error
-      : `${method}${key === undefined ? '' : ` ${JSON.stringify(key)}`} failed with HTTP ${res.status}`;
-  return new FlexStoreRequestError(message, res.status, code, body);
+      : `${method}${key === undefined ? '' : ` ${JSON.stringify(key)}`} failed with HTTP ${status}`;
+  return new FlexStoreRequestError(message, status, code, body);
 }
 
 function parseJson(buf: Buffer): unknown {

@@ -59,8 +59,8 @@ export interface Migration {
 /** A digest change computed inside a write transaction, applied after its commit. */
 export interface DigestDelta {
   bucket: number;
-  /** The key's placement hash (for settled digests of partial buckets). */
-  hash: bigint;
+  /** The key's placement hash as 8 bytes (for settled digests of partial buckets; read only when a settle window is kept). */
+  keyHash: Buffer;
   hi: number;
   lo: number;
 }
@@ -122,7 +122,7 @@ export class HashIndex {
       hi ^= old.hi;
       lo ^= old.lo;
     }
-    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hash: w.keyHash.readBigUInt64BE(0), hi: hi >>> 0, lo: lo >>> 0 };
+    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), keyHash: w.keyHash, hi: hi >>> 0, lo: lo >>> 0 };
   }
 
   /**
@@ -132,7 +132,7 @@ export class HashIndex {
    */
   insert(w: IndexWrite): DigestDelta {
     void this.index.put(w.indexKey, EMPTY);
-    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), hash: w.keyHash.readBigUInt64BE(0), hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
+    return { bucket: DigestBuckets.bucketOfIndexKey(w.indexKey), keyHash: w.keyHash, hi: w.entry.hi >>> 0, lo: w.entry.lo >>> 0 };
   }
 
   /** Inside the write transaction that removes key's record (of heldVersion). */
@@ -141,7 +141,7 @@ export class HashIndex {
     const ikey = indexKeyOf(key, keyHash);
     void this.index.remove(ikey);
     const { hi, lo } = entryHash(heldVersion, keyHash);
-    return { bucket: DigestBuckets.bucketOfIndexKey(ikey), hash: keyHash.readBigUInt64BE(0), hi, lo };
+    return { bucket: DigestBuckets.bucketOfIndexKey(ikey), keyHash, hi, lo };
   }
 
   /** After the commit of the transaction that produced the deltas. */

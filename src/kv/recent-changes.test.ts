@@ -7,7 +7,9 @@ import { RecentChanges } from './recent-changes.js';
 const MAX = (1n << 64n) - 1n;
 
 function change(hash: bigint, hi: number, lo: number) {
-  return { bucket: DigestBuckets.bucketOf(hash), hash, hi: hi >>> 0, lo: lo >>> 0 };
+  const keyHash = Buffer.alloc(8);
+  keyHash.writeBigUInt64BE(hash);
+  return { bucket: DigestBuckets.bucketOf(hash), keyHash, hi: hi >>> 0, lo: lo >>> 0 };
 }
 
 test('range() is the XOR of the unexpired changes whose hash is in the range, whole or partial buckets', () => {

@@ -44,12 +44,12 @@ export class RecentChanges {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Records changes committed now (digest deltas of one transaction). */
-  add(changes: Iterable<{ bucket: number; hash: bigint; hi: number; lo: number }>): void {
+  /** Records changes committed now (digest deltas of one transaction; keyHash is the key's 8-byte placement hash). */
+  add(changes: Iterable<{ bucket: number; keyHash: Buffer; hi: number; lo: number }>): void {
     if (this.windowMs <= 0) return;
     const t = this.now();
-    for (const { bucket, hash, hi, lo } of changes) {
-      const c: Change = { t, bucket, hash, hi, lo };
+    for (const { bucket, keyHash, hi, lo } of changes) {
+      const c: Change = { t, bucket, hash: keyHash.readBigUInt64BE(0), hi, lo };
       this.queue.push(c);
       this.xor.toggle(bucket, hi, lo);
       let list = this.byBucket.get(bucket);

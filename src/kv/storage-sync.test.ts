@@ -31,6 +31,17 @@ const rec = (version: string, tombstone = false, value = 'x'): ReplicaRecord => 
   contentType: 'text/plain',
 });
 
+/** A closed data dir holding n keys `${prefix}${i}` (every tombEvery-th a tombstone), and its full-range digest. */
+async function seededDir(prefix: string, n: number, tombEvery: number): Promise<{ dir: string; digest: string[] }> {
+  const dir = tempDir();
+  const s = Storage.open(dir);
+  const keys = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  await s.putMany(keys.map((key, i) => ({ key, rec: rec(v(100 + i), i % tombEvery === 0) })));
+  const digest = s.digests([[0n, HASH_SPACE_MAX]]);
+  await s.close();
+  return { dir, digest };
+}
+
 /** Every record as the records db holds it, by key. */
 function allRecords(s: Storage): Map<string, { version: string; tombstone: boolean }> {
   const out = new Map<string, { version: string; tombstone: boolean }>();
@@ -270,12 +281,8 @@ describe('Storage sync operations', () => {
   });
 
   test('opening a data dir without the hash index builds it once', async () => {
-    const dir = tempDir();
-    let s = Storage.open(dir);
-    const keys = Array.from({ length: 2500 }, (_, i) => `m${i}`);
-    await s.putMany(keys.map((key, i) => ({ key, rec: rec(v(100 + i), i % 7 === 0) })));
-    const digest = s.digests([[0n, HASH_SPACE_MAX]]);
-    await s.close();
+    const { dir, digest } = await seededDir('m', 2500, 7);
+    let s: Storage;
     // Make it look like a data dir written before the hash index existed.
     const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8 });
     root.openDB({ name: 'hash-index', keyEncoding: 'binary' }).clearSync();
@@ -297,12 +304,8 @@ describe('Storage sync operations', () => {
   });
 
   test('a format-2 data dir (versions kept in index entries) opens as is, its entry values ignored', async () => {
-    const dir = tempDir();
-    let s = Storage.open(dir);
-    const keys = Array.from({ length: 500 }, (_, i) => `f${i}`);
-    await s.putMany(keys.map((key, i) => ({ key, rec: rec(v(100 + i), i % 5 === 0) })));
-    const digest = s.digests([[0n, HASH_SPACE_MAX]]);
-    await s.close();
+    const { dir, digest } = await seededDir('f', 500, 5);
+    let s: Storage;
     // Format 2 kept [flags][entry hash][version] in each entry; plant stale ones.
     const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8 });
     const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
