@@ -59,7 +59,7 @@ const PURGE_SCAN_CHUNK = 10_000;
  *   writes of the last interval, and, because LMDB without per-commit sync
  *   relies on the OS writing pages in order, can leave the data dir
  *   unreadable (docs/operations.md says how to refill it from peers). The
- *   fsyncs it saves are most of a KV server's cost per write.
+ *   fsyncs it saves are the largest single cost of a replica write.
  */
 export type SyncMode = 'commit' | 'interval';
 
