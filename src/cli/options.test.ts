@@ -107,10 +107,12 @@ describe('precedence', () => {
         ADVERTISE_URL: 'http://kv1:8001/',
         NODE_ID: 'kv1',
         REGISTRY_URL: 'http://registry:8000',
+        ADVERTISE_TCP_PORT: '9101',
       }).values,
     );
     assert.equal(config.heartbeatIntervalMs, 250);
     assert.equal(config.advertiseUrl, 'http://kv1:8001');
+    assert.equal(config.advertiseTcpPort, 9101);
     assert.equal(config.nodeId, 'kv1');
     assert.equal(config.registryUrl, 'http://registry:8000');
   });
@@ -130,6 +132,12 @@ describe('validation', () => {
     for (const bad of ['abc', '-1', '65536', '1.5', '', ' ', '0x10', '1e3']) {
       usageError(() => parseCommand(commands.registry, [`--port=${bad}`], noEnv), /--port/);
     }
+  });
+
+  it('an advertised replica port is one gateways can dial; unset, the bound port is advertised', () => {
+    assert.equal(kvConfigFrom(parseCommand(commands.kv, ['--advertise-tcp-port', '9101'], noEnv).values).advertiseTcpPort, 9101);
+    assert.equal(kvConfigFrom(parseCommand(commands.kv, [], noEnv).values).advertiseTcpPort, undefined);
+    usageError(() => kvConfigFrom(parseCommand(commands.kv, ['--advertise-tcp-port', '0'], noEnv).values), /--advertise-tcp-port/);
   });
 
   it('names the environment variable when the bad value came from there', () => {

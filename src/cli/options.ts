@@ -186,6 +186,14 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
         valueName: '<port>',
         help: 'Port of the binary replica protocol for gateways; 0 picks a free one (advertised to the registry)',
       },
+      {
+        flag: 'advertise-tcp-port',
+        env: 'ADVERTISE_TCP_PORT',
+        kind: 'port',
+        defaultText: 'the port the replica protocol bound',
+        valueName: '<port>',
+        help: 'Replica-protocol port gateways reach this server by (behind a proxy or a port mapping), on the host of --advertise-url',
+      },
       hostOption(defaultKvConfig.host),
       registryUrlOption(defaultKvConfig.registryUrl),
       { flag: 'data-dir', env: 'DATA_DIR', kind: 'string', defaultText: './data/kv-<port>', valueName: '<dir>', help: 'LMDB files and the node-id file' },
@@ -556,6 +564,10 @@ function str(v: OptionValues, flag: string): string {
   if (typeof x !== 'string') throw new Error(`option --${flag} is not set`);
   return x;
 }
+function optInt(v: OptionValues, flag: string): number | undefined {
+  const x = v[flag];
+  return typeof x === 'number' ? x : undefined;
+}
 function optStr(v: OptionValues, flag: string): string | undefined {
   const x = v[flag];
   return typeof x === 'string' ? x : undefined;
@@ -596,6 +608,9 @@ export function kvConfigFrom(v: OptionValues): KvConfig {
   if (advertiseUrl !== undefined) config.advertiseUrl = advertiseUrl;
   const nodeId = optStr(v, 'node-id');
   if (nodeId !== undefined) config.nodeId = nodeId;
+  const advertiseTcpPort = optInt(v, 'advertise-tcp-port');
+  if (advertiseTcpPort === 0) throw new UsageError('--advertise-tcp-port must be a port gateways can dial, 1 to 65535');
+  if (advertiseTcpPort !== undefined) config.advertiseTcpPort = advertiseTcpPort;
   return config;
 }
 

@@ -14,6 +14,13 @@ export interface KvConfig {
    * advertises to the registry. Default 0.
    */
   tcpPort: number;
+  /**
+   * Replica-protocol port others reach this server by, when something in
+   * between (a proxy, a container's port mapping) listens on another port
+   * than tcpPort; gateways dial it on the host of advertiseUrl. Default: the
+   * port the replica protocol bound.
+   */
+  advertiseTcpPort?: number;
   /** LMDB environment and node-id file. Default ./data/kv-<port>. */
   dataDir: string;
   /**

@@ -112,8 +112,9 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     await storage.close();
     throw err;
   }
+  const tcpAdvertised = cfg.advertiseTcpPort ?? tcp.port;
   app.log.info(
-    { id, url, tcpPort: tcp.port, dataDir: cfg.dataDir, sync: cfg.sync, keys: storage.count(), hintsPending: storage.hints.count() },
+    { id, url, tcpPort: tcp.port, advertisedTcpPort: tcpAdvertised, dataDir: cfg.dataDir, sync: cfg.sync, keys: storage.count(), hintsPending: storage.hints.count() },
     'kv server listening',
   );
 
@@ -126,7 +127,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     url,
     intervalMs: cfg.heartbeatIntervalMs,
     log: app.log,
-    report: () => ({ transfer: progress(), tcp_port: tcp.port }),
+    report: () => ({ transfer: progress(), tcp_port: tcpAdvertised }),
     // The registry refuses a member it removed or that was down past the
     // tombstone grace: its data may hold deletes the others have purged, so
     // serving it could bring deleted values back. Stop rather than serve.
@@ -172,6 +173,8 @@ function validateConfig(cfg: KvConfig): void {
   }
   if (cfg.sync !== 'commit' && cfg.sync !== 'interval') fail('sync', "must be 'commit' or 'interval'");
   if (!Number.isInteger(cfg.syncIntervalMs) || cfg.syncIntervalMs < 1) fail('syncIntervalMs', 'must be an integer ≥ 1');
+  const adv = cfg.advertiseTcpPort;
+  if (adv !== undefined && (!Number.isInteger(adv) || adv < 1 || adv > 65535)) fail('advertiseTcpPort', 'must be a port from 1 to 65535');
 }
 
 /** An explicit `undefined` in a partial config means "default", not "unset". */

@@ -349,35 +349,42 @@ describe('fault injection', () => {
       },
     }));
 
-  test('the network to one KV server cut for 4 s, then healed', (t) =>
-    runCase(t, {
-      name: 'network cut to kv2 4 s',
-      // The TCP replica transport dials the port a member registers, not its
-      // advertised URL, so it would go around the proxy: over HTTP every path
-      // to kv2 crosses it.
-      cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', 'http'] },
-      // kv2 is reached by gateways and peers only through one proxy and
-      // reaches the registry only through another: cutting both isolates it.
-      setup: async ({ cluster, proxies, log }) => {
-        const port = await freePort();
-        const inbound = await FaultProxy.start(port);
-        const toRegistry = await FaultProxy.start(cluster.registryPort);
-        proxies.push(inbound, toRegistry);
-        await cluster.addKv({ port, advertiseUrl: inbound.url, registryUrl: toRegistry.url });
-        await cluster.waitForUp(3);
-        log(`kv2 behind ${inbound.url}`);
-      },
-      inject: async ({ cluster, proxies, log }) => {
-        for (const p of proxies) p.cut();
-        log('kv2 cut off');
-        await cluster.waitForState(2, 'down');
-        await sleep(3000);
-        for (const p of proxies) p.heal();
-        log('network healed');
-        await cluster.waitForUp(3);
-        log('kv2 up');
-      },
-    }));
+  // kv2 is reached by gateways and peers only through fault proxies (its
+  // HTTP port and, with the TCP transport, its replica-protocol port) and
+  // reaches the registry only through another: cutting them all isolates it.
+  for (const transport of ['tcp', 'http'] as const) {
+    test(`the network to one KV server cut for 4 s, then healed (${transport} replica transport)`, (t) =>
+      runCase(t, {
+        name: `network cut to kv2 4 s, ${transport}`,
+        cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', transport] },
+        setup: async ({ cluster, proxies, log }) => {
+          const [port, tcpPort] = [await freePort(), await freePort()];
+          const inbound = await FaultProxy.start(port);
+          const inboundTcp = await FaultProxy.start(tcpPort);
+          const toRegistry = await FaultProxy.start(cluster.registryPort);
+          proxies.push(inbound, inboundTcp, toRegistry);
+          await cluster.addKv({ port, advertiseUrl: inbound.url, registryUrl: toRegistry.url, tcpPort, advertiseTcpPort: inboundTcp.port });
+          await cluster.waitForUp(3);
+          log(`kv2 behind ${inbound.url} (replica protocol behind :${inboundTcp.port})`);
+        },
+        inject: async ({ cluster, proxies, log }) => {
+          // The gateway's replica traffic must have crossed the proxy that is
+          // about to be cut, or the cut would not be tested at all.
+          const [inbound, inboundTcp] = [proxies[0]!, proxies[1]!];
+          const crossing = transport === 'tcp' ? inboundTcp : inbound;
+          assert.ok(crossing.accepted > 0, `no ${transport} connection to kv2 crossed its proxy`);
+          if (transport === 'tcp') log(`replica connections through the TCP proxy: ${inboundTcp.accepted}`);
+          for (const p of proxies) p.cut();
+          log('kv2 cut off');
+          await cluster.waitForState(2, 'down');
+          await sleep(3000);
+          for (const p of proxies) p.heal();
+          log('network healed');
+          await cluster.waitForUp(3);
+          log('kv2 up');
+        },
+      }));
+  }
 
   test('a fourth KV server joins mid-workload', (t) =>
     runCase(t, {

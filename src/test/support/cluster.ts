@@ -62,6 +62,10 @@ export interface KvOptions {
   advertiseUrl?: string;
   /** Registry URL this server heartbeats to, e.g. through a fault proxy. */
   registryUrl?: string;
+  /** Port of its binary replica protocol; a free one when absent. */
+  tcpPort?: number;
+  /** Replica-protocol port it registers, e.g. a fault proxy's in front of tcpPort. */
+  advertiseTcpPort?: number;
 }
 
 interface KvSlot {
@@ -164,6 +168,8 @@ export class TestCluster {
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.opts.kvArgs,
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
+      ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
+      ...(slot.options.advertiseTcpPort ? ['--advertise-tcp-port', String(slot.options.advertiseTcpPort)] : []),
     ]);
     await this.waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
   }
