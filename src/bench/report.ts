@@ -485,6 +485,7 @@ export function terminalScaleReport(r: ScaleReport): string {
 
 export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: number } = {}): string {
   const h = '#'.repeat(opts.headingLevel ?? 2);
+  const vs = scaleVerdicts(r);
   return [
     `${h} Cost as the data grows`,
     '',
@@ -500,7 +501,7 @@ export function markdownScaleReport(r: ScaleReport, opts: { headingLevel?: numbe
     '',
     `${SCALE_NOTE} KV heap: ${r.heapSource}.`,
     '',
-    ...(scaleVerdicts(r).length ? [markdownTable(SCALE_VERDICT_HEADERS, verdictRows(scaleVerdicts(r)), VERDICT_ALIGN), ''] : []),
+    ...(vs.length ? [markdownTable(SCALE_VERDICT_HEADERS, verdictRows(vs), VERDICT_ALIGN), ''] : []),
   ].join('\n');
 }
 

@@ -25,7 +25,8 @@ import { DigestBuckets, type Digest } from './hash-index-codec.js';
 interface Change {
   t: number;
   bucket: number;
-  hash: bigint;
+  /** The key's 8-byte placement hash; read as a number only for a partial bucket's digest. */
+  keyHash: Buffer;
   hi: number;
   lo: number;
 }
@@ -49,7 +50,7 @@ export class RecentChanges {
     if (this.windowMs <= 0) return;
     const t = this.now();
     for (const { bucket, keyHash, hi, lo } of changes) {
-      const c: Change = { t, bucket, hash: keyHash.readBigUInt64BE(0), hi, lo };
+      const c: Change = { t, bucket, keyHash, hi, lo };
       this.queue.push(c);
       this.xor.toggle(bucket, hi, lo);
       let list = this.byBucket.get(bucket);
@@ -67,7 +68,8 @@ export class RecentChanges {
       let hi = 0;
       let lo = 0;
       for (const c of this.byBucket.get(DigestBuckets.bucketOf(from)) ?? []) {
-        if (c.hash < from || c.hash > to) continue;
+        const hash = c.keyHash.readBigUInt64BE(0);
+        if (hash < from || hash > to) continue;
         hi ^= c.hi;
         lo ^= c.lo;
       }
