@@ -1,6 +1,6 @@
 import { HybridClock } from '../cluster/hlc.js';
-import { SyncClient } from '../kv/sync-client.js';
-import type { SyncRecord } from '../kv/sync-wire.js';
+import { RepairClient } from '../kv/repair-client.js';
+import type { RepairRecord } from '../kv/repair-wire.js';
 import type { Cleanup } from './compare.js';
 import type { SyncMode } from '../kv/storage.js';
 import { BenchCluster } from './cluster.js';
@@ -48,7 +48,7 @@ export async function runStreamBench(
   log(`Streaming: starting 1 registry, 1 KV server, 1 gateway (N=2); loading ${opts.keys.toLocaleString('en-US')} keys`);
   const cluster = await BenchCluster.start({ kvCount: 1, replicationFactor: 2, consistency: 'one', sync: opts.sync });
   cleanups.push(() => cluster.stop());
-  const client = new SyncClient({ timeoutMs: 60_000 });
+  const client = new RepairClient({ timeoutMs: 60_000 });
   cleanups.push(() => client.close());
 
   const clock = new HybridClock('bench');
@@ -60,7 +60,7 @@ export async function runStreamBench(
     while (next < opts.keys) {
       const from = next;
       next = Math.min(opts.keys, next + LOAD_BATCH);
-      const batch: SyncRecord[] = [];
+      const batch: RepairRecord[] = [];
       for (let i = from; i < next; i++) {
         batch.push({ key: `stream-${i}`, value, version: clock.next(), tombstone: false, contentType: 'application/octet-stream' });
       }

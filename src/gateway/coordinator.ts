@@ -5,7 +5,7 @@ import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
 import type { ClusterView } from './cluster-view.js';
 import type { GatewayMetrics } from './metrics.js';
 import { atLeast, callQuorum, type QuorumResult } from './quorum.js';
-import type { HintBuffer } from './hints.js';
+import type { HintBuffer } from './hint-buffer.js';
 
 /**
  * Coordinates one client operation across the key's replicas.

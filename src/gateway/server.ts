@@ -7,7 +7,7 @@ import type { MemberView, RunningServer } from '../cluster/types.js';
 import { defaultGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
-import { HintBuffer } from './hints.js';
+import { HintBuffer } from './hint-buffer.js';
 import { GatewayMetrics } from './metrics.js';
 import { ReplicaRouter } from './replica-router.js';
 import { registerRoutes } from './routes.js';

@@ -2,9 +2,9 @@ import { Placement, type Arc } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 import { DigestBuckets } from './hash-index-codec.js';
 import type { KvMetrics } from './metrics.js';
-import { PeerTransfer, syncRange } from './range-sync.js';
+import { PeerTransfer, repairRange } from './range-repair.js';
 import type { Storage } from './storage.js';
-import type { SyncClient } from './sync-client.js';
+import type { RepairClient } from './repair-client.js';
 
 /**
  * Anti-entropy and range acquisition: the loop that makes this KV server's
@@ -14,7 +14,7 @@ import type { SyncClient } from './sync-client.js';
  * Placement. For every arc whose read or target list holds this server, the
  * other members of those lists that are up are its peers there. Peer by peer,
  * one digests request covers all the arcs shared with that peer; each arc
- * whose digest differs is merged key by key (range-sync.ts) and the newer
+ * whose digest differs is merged key by key (range-repair.ts) and the newer
  * side's records move. Passes run at start (a returning server catches up at
  * once), when the view's epoch or member set changes, and every interval.
  *
@@ -63,7 +63,7 @@ export interface SyncLog {
 export interface AntiEntropyOptions {
   selfId: string;
   storage: Storage;
-  client: SyncClient;
+  client: RepairClient;
   metrics: KvMetrics;
   log: SyncLog;
   replicationFactor: number;
@@ -252,7 +252,7 @@ export class AntiEntropy {
           },
         });
         try {
-          const matched = await this.syncPeer(peer, arcs, arcIdxs, transfer, settled);
+          const matched = await this.repairWithPeer(peer, arcs, arcIdxs, transfer, settled);
           for (const i of matched) {
             const left = needed.get(i);
             if (left !== undefined && arcs[i]!.read.includes(peerId)) needed.set(i, left - 1);
@@ -301,7 +301,7 @@ export class AntiEntropy {
    * Resolves with the arc indexes that are now in agreement; rejects if the
    * peer failed (then none counts).
    */
-  private async syncPeer(peer: Member, arcs: Arc[], arcIdxs: number[], transfer: PeerTransfer, settled: boolean): Promise<number[]> {
+  private async repairWithPeer(peer: Member, arcs: Arc[], arcIdxs: number[], transfer: PeerTransfer, settled: boolean): Promise<number[]> {
     const { storage, client } = this.opts;
     const signal = this.abort.signal;
     const ranges = arcIdxs.map((i) => [arcs[i]!.start, arcs[i]!.end] as const);
@@ -376,7 +376,7 @@ export class AntiEntropy {
     const worker = async () => {
       while (next < merged.length) {
         const r = merged[next++]!;
-        await syncRange(r, storage, client, peer.url, transfer, signal);
+        await repairRange(r, storage, client, peer.url, transfer, signal);
         for (const i of r.arcs) {
           const n = left.get(i)! - 1;
           left.set(i, n);

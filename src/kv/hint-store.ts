@@ -6,7 +6,7 @@ import { isNodeId } from './node-id.js';
 /**
  * Hints: durable notes that another replica (the *target*) missed a write
  * this KV server holds. The gateway leaves one here when a write reached this
- * replica but failed on the target; src/kv/hints.ts delivers the hinted keys'
+ * replica but failed on the target; src/kv/hint-delivery.ts delivers the hinted keys'
  * current records once the target is up again.
  *
  * A third sub-database of the storage environment:

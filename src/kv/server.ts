@@ -5,13 +5,13 @@ import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
 import { defaultAdvertiseUrl, defaultKvConfig, type KvConfig } from './config.js';
-import { HintDelivery } from './hints.js';
+import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
 import { loadOrCreateNodeId } from './node-id.js';
 import { KV_PATH, registerReplicaApi } from './replica-api.js';
 import { Storage } from './storage.js';
-import { registerSyncApi } from './sync-api.js';
-import { SyncClient } from './sync-client.js';
+import { registerRepairApi } from './repair-api.js';
+import { RepairClient } from './repair-client.js';
 import { startTcpReplicaServer, type RunningTcpReplicaServer } from './tcp-replica-server.js';
 
 export interface RunningKvServer extends RunningServer {
@@ -66,7 +66,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     app.log.info({ dataDir: cfg.dataDir, ...storage.migration }, 'built the hash index for a data dir of an older layout');
   }
   const metrics = new KvMetrics(storage);
-  const client = new SyncClient();
+  const client = new RepairClient();
   const watcher = new MembershipWatcher({ registryUrl: cfg.registryUrl, log: app.log });
   const antiEntropy = new AntiEntropy({
     selfId: id,
@@ -82,7 +82,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   const progress = () => antiEntropy.progress();
 
   registerReplicaApi(app, { storage, nodeId: id });
-  registerSyncApi(app, { storage, metrics, progress });
+  registerRepairApi(app, { storage, metrics, progress });
   registerMetricsRoute(app, metrics);
 
   try {

@@ -4,8 +4,8 @@ import { isVersion } from '../cluster/hlc.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 
 /**
- * The wire shapes of the sync API (src/kv/sync-api.ts) and its client
- * (src/kv/sync-client.ts), and the checks both sides run on them. Bodies are
+ * The wire shapes of the sync API (src/kv/repair-api.ts) and its client
+ * (src/kv/repair-client.ts), and the checks both sides run on them. Bodies are
  * MessagePack (`application/x-msgpack`) so values travel as raw bytes;
  * requests that carry no values may also be JSON.
  *
@@ -35,19 +35,19 @@ export const FETCH_BYTE_BUDGET = 4 * 1024 * 1024;
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: false });
 
 /** One record as the sync API ships it: a ReplicaRecord with its key. */
-export interface SyncRecord extends ReplicaRecord {
+export interface RepairRecord extends ReplicaRecord {
   key: string;
 }
 
 /** One index entry as the entries endpoint lists it. */
-export interface SyncEntry {
+export interface RepairEntry {
   key: string;
   version: string;
   tombstone: boolean;
 }
 
 export interface EntriesPage {
-  entries: SyncEntry[];
+  entries: RepairEntry[];
   more: boolean;
 }
 
@@ -109,38 +109,38 @@ export function stringList(value: unknown, field: string, max: number): string[]
 }
 
 /**
- * Checks one decoded record and returns it as a SyncRecord: the same object
+ * Checks one decoded record and returns it as a RepairRecord: the same object
  * (no copy per record on the hot path), its value made a Buffer.
  */
-export function parseRecord(value: unknown, field: string): SyncRecord {
-  const r = value as Partial<Record<keyof SyncRecord, unknown>> | null;
+export function parseRecord(value: unknown, field: string): RepairRecord {
+  const r = value as Partial<Record<keyof RepairRecord, unknown>> | null;
   if (typeof r !== 'object' || r === null) throw new InvalidRequest(`${field} must be a record object`);
   if (typeof r.key !== 'string' || r.key.length === 0) throw new InvalidRequest(`${field}.key must be a non-empty string`);
   if (!isVersion(r.version)) throw new InvalidRequest(`${field}.version is not a version`, { key: r.key });
   if (typeof r.tombstone !== 'boolean') throw new InvalidRequest(`${field}.tombstone must be a boolean`, { key: r.key });
   if (typeof r.contentType !== 'string') throw new InvalidRequest(`${field}.contentType must be a string`, { key: r.key });
   const v = r.value;
-  if (Buffer.isBuffer(v)) return r as SyncRecord;
+  if (Buffer.isBuffer(v)) return r as RepairRecord;
   if (v instanceof Uint8Array) r.value = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   else if (v === undefined || v === null) r.value = Buffer.alloc(0);
   else throw new InvalidRequest(`${field}.value must be bytes`, { key: r.key });
-  return r as SyncRecord;
+  return r as RepairRecord;
 }
 
-export function recordList(value: unknown, field: string, max: number): SyncRecord[] {
+export function recordList(value: unknown, field: string, max: number): RepairRecord[] {
   if (!Array.isArray(value)) throw new InvalidRequest(`${field} must be an array of records`);
   if (value.length > max) throw new InvalidRequest(`${field} holds ${value.length} records; the limit is ${max}`);
   return value.map((r, i) => parseRecord(r, `${field}[${i}]`));
 }
 
-export function entryList(value: unknown, field: string): SyncEntry[] {
+export function entryList(value: unknown, field: string): RepairEntry[] {
   if (!Array.isArray(value)) throw new InvalidRequest(`${field} must be an array of entries`);
-  for (const e of value as Array<Partial<SyncEntry> | null>) {
+  for (const e of value as Array<Partial<RepairEntry> | null>) {
     if (typeof e?.key !== 'string' || !isVersion(e.version) || typeof e.tombstone !== 'boolean') {
       throw new InvalidRequest(`${field} holds an entry without {key, version, tombstone}`);
     }
   }
-  return value as SyncEntry[];
+  return value as RepairEntry[];
 }
 
 /**

@@ -10,21 +10,21 @@ import { hash64 } from '../cluster/hash.js';
 import { HybridClock } from '../cluster/hlc.js';
 import { HASH_SPACE_MAX } from '../cluster/placement.js';
 import { startKvServer, type RunningKvServer } from './server.js';
-import { SyncClient } from './sync-client.js';
+import { RepairClient } from './repair-client.js';
 import { RecordCodec, encodeRecord } from './record-codec.js';
-import { MSGPACK, packr, type SyncRecord } from './sync-wire.js';
+import { MSGPACK, packr, type RepairRecord } from './repair-wire.js';
 
 /**
- * The sync API of one KV server, through SyncClient and raw requests. No
+ * The sync API of one KV server, through RepairClient and raw requests. No
  * registry runs: the server serves while its registration keeps retrying.
  */
 
 const root = mkdtempSync(join(tmpdir(), 'flexstore-syncapi-'));
-const client = new SyncClient({ timeoutMs: 5000 });
+const client = new RepairClient({ timeoutMs: 5000 });
 const clock = new HybridClock('apitest');
 let kv: RunningKvServer;
 
-const rec = (key: string, value: string, tombstone = false): SyncRecord => ({
+const rec = (key: string, value: string, tombstone = false): RepairRecord => ({
   key,
   value: Buffer.from(tombstone ? '' : value),
   version: clock.next(),
@@ -81,7 +81,7 @@ describe('sync API', () => {
 
   test('range pages through a range in hash order, records as stored', async () => {
     const codec = new RecordCodec();
-    const seen: SyncRecord[] = [];
+    const seen: RepairRecord[] = [];
     let afterKey: string | undefined;
     for (;;) {
       const page = await client.range(kv.url, { start: 0n, end: HASH_SPACE_MAX, limit: 25, ...(afterKey && { after: afterKey }) });

@@ -1,7 +1,7 @@
 import { parseVersion } from '../cluster/hlc.js';
 import type { Storage } from './storage.js';
-import type { SyncClient } from './sync-client.js';
-import type { SyncEntry, SyncRecord } from './sync-wire.js';
+import type { RepairClient } from './repair-client.js';
+import type { RepairEntry, RepairRecord } from './repair-wire.js';
 
 /**
  * Repairs one hash range between this KV server and one peer: a merge join of
@@ -44,7 +44,7 @@ export const MAX_IN_FLIGHT = 4;
 
 export interface PeerTransferOptions {
   storage: Storage;
-  client: SyncClient;
+  client: RepairClient;
   peerUrl: string;
   /** Tombstones whose wall time is before this (ms) are purge-due; undefined: none are. */
   purgeBeforeMs?: number;
@@ -64,7 +64,7 @@ export class PeerTransfer {
   constructor(private readonly opts: PeerTransferOptions) {}
 
   /** True when the entry is a tombstone past the purge horizon. */
-  purgeDue(e: Pick<SyncEntry, 'version' | 'tombstone'>): boolean {
+  purgeDue(e: Pick<RepairEntry, 'version' | 'tombstone'>): boolean {
     const before = this.opts.purgeBeforeMs;
     return before !== undefined && e.tombstone && (parseVersion(e.version)?.wall ?? Infinity) < before;
   }
@@ -151,12 +151,12 @@ const PUSH_BYTES = 4 * 1024 * 1024;
  */
 export async function pushRecords(
   storage: Storage,
-  client: SyncClient,
+  client: RepairClient,
   peerUrl: string,
   keys: readonly string[],
 ): Promise<{ sent: number; versions: Array<string | null> }> {
   const versions: Array<string | null> = [];
-  let batch: SyncRecord[] = [];
+  let batch: RepairRecord[] = [];
   let bytes = 0;
   let sent = 0;
   const send = async () => {
@@ -187,10 +187,10 @@ export async function pushRecords(
  * done; the transfers finish with transfer.finish(). Rejects when the peer
  * fails or signal aborts.
  */
-export async function syncRange(
+export async function repairRange(
   range: { start: bigint; end: bigint; push: boolean },
   storage: Storage,
-  client: SyncClient,
+  client: RepairClient,
   peerUrl: string,
   transfer: PeerTransfer,
   signal: AbortSignal,
@@ -214,7 +214,7 @@ export async function syncRange(
     // the end of the range when it has no more.
     const boundary = page.more ? page.entries[page.entries.length - 1]?.key : undefined;
     if (page.more) next = ask(boundary);
-    const remote = new Map<string, SyncEntry>();
+    const remote = new Map<string, RepairEntry>();
     for (const e of page.entries) remote.set(e.key, e);
     for (;;) {
       const opts = { ...(localAfter !== undefined && { after: localAfter }), ...(boundary !== undefined && { until: boundary }) };
@@ -251,7 +251,7 @@ const STREAM_PAGE = TRANSFER_BATCH;
  */
 async function streamRange(
   range: { start: bigint; end: bigint },
-  client: SyncClient,
+  client: RepairClient,
   peerUrl: string,
   transfer: PeerTransfer,
   signal: AbortSignal,

@@ -24,9 +24,9 @@ import {
   parseRange,
   recordList,
   stringList,
-  type SyncEntry,
-  type SyncRecord,
-} from './sync-wire.js';
+  type RepairEntry,
+  type RepairRecord,
+} from './repair-wire.js';
 
 /**
  * The internal API KV servers use to repair each other (anti-entropy, range
@@ -62,13 +62,13 @@ import {
  * outside the cluster network (a known gap shared with the replica API).
  */
 
-export interface SyncApiOptions {
+export interface RepairApiOptions {
   storage: Storage;
   metrics: KvMetrics;
   progress: () => TransferProgress;
 }
 
-export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): void {
+export function registerRepairApi(app: FastifyInstance, opts: RepairApiOptions): void {
   const { storage, metrics } = opts;
 
   app.post(SYNC_DIGESTS_PATH, async (req, reply) => {
@@ -90,14 +90,14 @@ export function registerSyncApi(app: FastifyInstance, opts: SyncApiOptions): voi
     const { data, msgpack } = decode(req);
     const { start, end, limit, after } = rangeQuery(objectBody(data));
     const page = storage.hashRangePage(start, end, limit, after === undefined ? {} : { after });
-    const entries: SyncEntry[] = page.entries.map((e) => ({ key: e.key, version: e.version, tombstone: e.tombstone }));
+    const entries: RepairEntry[] = page.entries.map((e) => ({ key: e.key, version: e.version, tombstone: e.tombstone }));
     return send(reply, { entries, more: page.more }, msgpack);
   });
 
   app.post(SYNC_FETCH_PATH, async (req, reply) => {
     const body = objectBody(decode(req).data);
     const keys = stringList(body.keys, 'keys', MAX_BATCH_KEYS);
-    const records: SyncRecord[] = [];
+    const records: RepairRecord[] = [];
     let bytes = 0;
     let next: number | undefined;
     // Read key by key so an answer never holds much more than the budget.

@@ -1,9 +1,9 @@
 import type { MemberView } from '../cluster/types.js';
 import type { SyncLog } from './anti-entropy.js';
 import type { KvMetrics } from './metrics.js';
-import { pushRecords } from './range-sync.js';
+import { pushRecords } from './range-repair.js';
 import type { Storage } from './storage.js';
-import type { SyncClient } from './sync-client.js';
+import type { RepairClient } from './repair-client.js';
 
 /**
  * Hinted hand-off delivery. The gateway leaves hints on a replica that took a
@@ -32,7 +32,7 @@ const BATCH = 500;
 export interface HintDeliveryOptions {
   selfId: string;
   storage: Storage;
-  client: SyncClient;
+  client: RepairClient;
   metrics: KvMetrics;
   log: SyncLog;
   /** The latest member view, or null before the first one. */

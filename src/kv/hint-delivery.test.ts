@@ -11,7 +11,7 @@ import type { KvConfig } from './config.js';
 import { startRegistry } from '../registry/server.js';
 import { waitFor } from '../test/support/process.js';
 import { startKvServer, type RunningKvServer } from './server.js';
-import { SyncClient } from './sync-client.js';
+import { RepairClient } from './repair-client.js';
 
 /**
  * Hinted hand-off between real KV servers: while B is down, A takes writes
@@ -22,7 +22,7 @@ import { SyncClient } from './sync-client.js';
 
 const root = mkdtempSync(join(tmpdir(), 'flexstore-hints-'));
 const transport = new HttpReplicaTransport({ timeoutMs: 5000 });
-const sync = new SyncClient({ timeoutMs: 5000 });
+const sync = new RepairClient({ timeoutMs: 5000 });
 const clock = new HybridClock('hinttest');
 let registry: RunningServer;
 let a: RunningKvServer;

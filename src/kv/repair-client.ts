@@ -19,11 +19,11 @@ import {
   recordList,
   type EntriesPage,
   type RawPage,
-  type SyncRecord,
-} from './sync-wire.js';
+  type RepairRecord,
+} from './repair-wire.js';
 
 /**
- * Client of a peer KV server's sync API (sync-api.ts), for anti-entropy and
+ * Client of a peer KV server's sync API (repair-api.ts), for anti-entropy and
  * hint delivery. One keep-alive undici Pool per peer URL with a few
  * connections: enough to keep several batches in flight without competing
  * with gateway traffic for the peer's sockets. Every call has a deadline, and
@@ -31,7 +31,7 @@ import {
  * been applied: applies are last-writer-wins, so sending it again is safe.
  */
 
-export interface SyncClientOptions {
+export interface RepairClientOptions {
   /** Deadline of one call. Default 10000 ms (a page of a large range can take a while to read). */
   timeoutMs?: number;
   /** Connections per peer. Default 4. */
@@ -41,7 +41,7 @@ export interface SyncClientOptions {
 /** Ranges per digests request; larger lists are split. */
 const DIGEST_CHUNK = 4096;
 
-export class SyncClient {
+export class RepairClient {
   private readonly timeoutMs: number;
   private readonly connections: number;
   private readonly pools = new Map<string, Pool>();
@@ -49,7 +49,7 @@ export class SyncClient {
   private readonly closing = new AbortController();
   private closed = false;
 
-  constructor(opts: SyncClientOptions = {}) {
+  constructor(opts: RepairClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.connections = opts.connections ?? 4;
   }
@@ -107,7 +107,7 @@ export class SyncClient {
    * peer ends an answer after about 4 MiB of values, so onPage sees bounded
    * batches however large the values. Resolves with how many records came.
    */
-  async fetchPages(url: string, keys: readonly string[], onPage: (records: SyncRecord[]) => Promise<void>): Promise<number> {
+  async fetchPages(url: string, keys: readonly string[], onPage: (records: RepairRecord[]) => Promise<void>): Promise<number> {
     let count = 0;
     for (let from = 0; from < keys.length; ) {
       const ask = keys.slice(from, from + MAX_BATCH_KEYS);
@@ -124,8 +124,8 @@ export class SyncClient {
   }
 
   /** fetchPages gathered into one array: for batches known to be small. */
-  async fetch(url: string, keys: readonly string[]): Promise<SyncRecord[]> {
-    const out: SyncRecord[] = [];
+  async fetch(url: string, keys: readonly string[]): Promise<RepairRecord[]> {
+    const out: RepairRecord[] = [];
     await this.fetchPages(url, keys, async (records) => {
       out.push(...records);
     });
@@ -138,7 +138,7 @@ export class SyncClient {
    * MAX_BATCH_KEYS records), well under a KV server's body limit; a record
    * larger than that goes alone.
    */
-  async apply(url: string, records: readonly SyncRecord[]): Promise<number> {
+  async apply(url: string, records: readonly RepairRecord[]): Promise<number> {
     let applied = 0;
     for (let from = 0; from < records.length; ) {
       let to = from;
