@@ -110,6 +110,17 @@ export class Placement {
     for (const arc of this.arcs()) for (const id of arc.target) if (!arc.read.includes(id)) out.add(id);
     return out;
   }
+
+  /**
+   * Acquirers that have not yet reported a finished acquisition pass for
+   * `epoch` (their heartbeat's transfer.syncedEpoch): the change completes
+   * when this is empty. The registry decides with it and gateways show it.
+   * `current` holds the latest member records: a Placement is kept while
+   * only liveness and progress change, so its own copies may be stale.
+   */
+  pendingAcquirers(epoch: number, current: ReadonlyMap<string, Member>): string[] {
+    return [...this.acquirers()].filter((id) => (current.get(id)?.transfer?.syncedEpoch ?? -1) < epoch);
+  }
 }
 
 export function phaseOf(m: Member): MemberPhase {

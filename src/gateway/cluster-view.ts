@@ -82,9 +82,7 @@ export class ClusterView {
 
   /** Members that must still report a finished sync for the current epoch. */
   pendingAcquirers(): string[] {
-    return [...this.placement.acquirers()].filter(
-      (id) => (this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.epoch,
-    );
+    return this.placement.pendingAcquirers(this.epoch, this.members);
   }
 
   /** Up per the registry and not failed in the last suspectMs. */

@@ -1,4 +1,5 @@
 import type { HybridClock } from '../cluster/hlc.js';
+import { requiredReplicas } from '../cluster/consistency.js';
 import { NoMembers, QuorumNotMet } from '../cluster/errors.js';
 import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
 import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
@@ -6,6 +7,22 @@ import type { ClusterView } from './cluster-view.js';
 import type { GatewayMetrics } from './metrics.js';
 import { atLeast, callQuorum, type QuorumResult } from './quorum.js';
 import type { HintBuffer } from './hint-buffer.js';
+
+export interface CoordinatorOptions {
+  hints?: HintBuffer;
+  log: { warn(o: object, m?: string): void; debug(o: object, m?: string): void };
+}
+
+export interface ReadResult {
+  record: ReplicaRecord | null;
+  /** Ids of the replicas whose answers the result is built from. */
+  replicas: string[];
+}
+
+export interface WriteResult {
+  version: string;
+  replicas: string[];
+}
 
 /**
  * Coordinates one client operation across the key's replicas.
@@ -29,28 +46,6 @@ import type { HintBuffer } from './hint-buffer.js';
  *   hint on one that took it; the hint holder delivers the key when the
  *   failed replica is back (hinted handoff). Anti-entropy covers the rest.
  */
-export interface CoordinatorOptions {
-  hints?: HintBuffer;
-  log: { warn(o: object, m?: string): void; debug(o: object, m?: string): void };
-}
-
-export interface ReadResult {
-  record: ReplicaRecord | null;
-  /** Ids of the replicas whose answers the result is built from. */
-  replicas: string[];
-}
-
-export interface WriteResult {
-  version: string;
-  replicas: string[];
-}
-
-export function requiredReplicas(c: Consistency, n: number): number {
-  if (c === 'one') return Math.min(1, n);
-  if (c === 'all') return n;
-  return Math.floor(n / 2) + 1;
-}
-
 export class Coordinator {
   private rotation = 0;
 

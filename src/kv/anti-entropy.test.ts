@@ -11,7 +11,7 @@ import type { MemberView, ReplicaRecord, RunningServer } from '../cluster/types.
 import { startRegistry } from '../registry/server.js';
 import { waitFor } from '../test/support/process.js';
 import { HASH_SPACE_MAX } from '../cluster/placement.js';
-import { splitAtBuckets } from './anti-entropy.js';
+import { splitAtBuckets } from './repair-plan.js';
 import { startKvServer, type RunningKvServer } from './server.js';
 
 /**

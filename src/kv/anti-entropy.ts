@@ -1,10 +1,10 @@
 import { Placement, type Arc } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
-import { DigestBuckets } from './hash-index-codec.js';
 import type { KvMetrics } from './metrics.js';
 import { PeerTransfer, repairRange } from './range-repair.js';
 import type { Storage } from './storage.js';
 import type { RepairClient } from './repair-client.js';
+import { classifyArcs, markCompared, mergePieces, planPass } from './repair-plan.js';
 
 /**
  * Anti-entropy and range acquisition: the loop that makes this KV server's
@@ -75,37 +75,8 @@ export interface AntiEntropyOptions {
 }
 
 const PURGE_EVERY_MS = 60_000;
-/**
- * [start, end] cut at digest-bucket boundaries (DigestBuckets.BITS high bits
- * of the hash): each piece's digest comes from the bucket cache.
- */
-export function splitAtBuckets(start: bigint, end: bigint): Array<[bigint, bigint]> {
-  const span = 1n << BigInt(64 - DigestBuckets.BITS);
-  const out: Array<[bigint, bigint]> = [];
-  let from = start;
-  while (from <= end) {
-    const bucketEnd = (from / span) * span + span - 1n;
-    const to = bucketEnd < end ? bucketEnd : end;
-    out.push([from, to]);
-    from = to + 1n;
-  }
-  return out;
-}
-
-/** The digest of a range holding no record (the XOR of nothing). */
-const EMPTY_DIGEST = '0000000000000000';
-
 /** Differing ranges of one peer merged at once. */
 const RANGE_CONCURRENCY = 2;
-
-interface PeerRange {
-  start: bigint;
-  end: bigint;
-  /** False where the peer is acquiring the range: it pulls, so pushing would send everything twice. */
-  push: boolean;
-  /** Indexes into the pass's arc list that this range covers. */
-  arcs: number[];
-}
 
 export class AntiEntropy {
   private view: MemberView | null = null;
@@ -197,22 +168,7 @@ export class AntiEntropy {
     }
     const placement = new Placement(view.members, this.opts.replicationFactor, this.opts.vnodes);
     const arcs = placement.arcs();
-    const n = Math.min(this.opts.replicationFactor, placement.readRing.size || 1);
-    // Acquired arc index → comparisons still needed with read owners.
-    const needed = new Map<number, number>();
-    const byPeer = new Map<string, number[]>();
-    arcs.forEach((arc, i) => {
-      const inRead = arc.read.includes(selfId);
-      const inTarget = arc.target.includes(selfId);
-      if (!inRead && !inTarget) return;
-      if (inTarget && !inRead) needed.set(i, Math.min(n - (Math.floor(n / 2) + 1) + 1, arc.read.length));
-      for (const id of new Set([...arc.read, ...arc.target])) {
-        if (id === selfId || placement.members.get(id)?.state !== 'up') continue;
-        let list = byPeer.get(id);
-        if (!list) byPeer.set(id, (list = []));
-        list.push(i);
-      }
-    });
+    const { needed, byPeer } = planPass(placement, arcs, selfId, this.opts.replicationFactor);
 
     // A routine pass compares settled digests (recent-changes.ts): writes still
     // in flight are not differences yet. A pass that acquires ranges compares
@@ -308,70 +264,17 @@ export class AntiEntropy {
     const remote = await client.digests(peer.url, ranges, settled);
     // Local digests now, after the previous peers' repairs.
     const local = storage.digests(ranges, settled);
-    // Each differing arc becomes pieces to merge. One empty on one side moves
-    // whole: there is nothing to narrow, and its pieces' digests would only
-    // cost a round trip. (If the empty side is a peer acquiring the arc, it
-    // pulls: nothing to push, nothing to pull, so nothing to scan here.) Any
-    // other arc is cut at the digest buckets' edges (1/65536 of the hash space
-    // each) and only the buckets that differ are merged, so the keys in flight
-    // under writes cost a scan of a few buckets, not of whole arcs.
-    interface Piece { arc: number; start: bigint; end: bigint; push: boolean; differs: boolean; empty: boolean }
-    const pieces: Piece[] = [];
-    const toCompare: Piece[] = [];
-    arcIdxs.forEach((i, k) => {
-      if (remote[k] === local[k]) {
-        this.rangesDone++;
-        return;
-      }
-      const arc = arcs[i]!;
-      const push = arc.read.includes(peer.id) || !arc.target.includes(peer.id);
-      if (remote[k] === EMPTY_DIGEST && !push) {
-        this.rangesDone++;
-      } else if (remote[k] === EMPTY_DIGEST || local[k] === EMPTY_DIGEST) {
-        pieces.push({ arc: i, start: arc.start, end: arc.end, push, differs: true, empty: false });
-      } else {
-        for (const [start, end] of splitAtBuckets(arc.start, arc.end)) {
-          const piece = { arc: i, start, end, push, differs: true, empty: false };
-          pieces.push(piece);
-          toCompare.push(piece);
-        }
-      }
-    });
+    const { pieces, toCompare, agreed } = classifyArcs(arcs, arcIdxs, peer.id, remote, local);
+    this.rangesDone += agreed;
     if (toCompare.length > 0) {
       const pieceRanges = toCompare.map((p) => [p.start, p.end] as const);
       const pieceRemote = await client.digests(peer.url, pieceRanges, settled);
       const pieceLocal = storage.digests(pieceRanges, settled);
       signal.throwIfAborted();
-      toCompare.forEach((p, j) => {
-        p.differs = pieceRemote[j] !== pieceLocal[j];
-        p.empty = !p.differs && pieceLocal[j] === EMPTY_DIGEST;
-      });
+      markCompared(toCompare, pieceRemote, pieceLocal);
     }
-
-    // Pieces still to merge, per arc: an arc counts as done when all of its are.
-    const left = new Map<number, number>();
-    const merged: PeerRange[] = [];
-    for (const p of pieces) {
-      const last = merged[merged.length - 1];
-      const adjacent = last !== undefined && last.end + 1n === p.start;
-      if (!p.differs) {
-        // Empty on both sides: a merged range may run through it at no cost,
-        // so a sparse store is not cut into a stream per occupied bucket.
-        if (adjacent && p.empty) last.end = p.end;
-        continue;
-      }
-      left.set(p.arc, (left.get(p.arc) ?? 0) + 1);
-      // Adjacent differing pieces are merged: a fresh replica pulls
-      // everything in a few long streams rather than thousands of short ones.
-      if (adjacent && last.push === p.push) {
-        last.end = p.end;
-        last.arcs.push(p.arc);
-      } else {
-        merged.push({ start: p.start, end: p.end, push: p.push, arcs: [p.arc] });
-      }
-    }
-    // Arcs whose every bucket agreed after all (a write landed meanwhile).
-    for (const i of new Set(pieces.map((p) => p.arc))) if (!left.has(i)) this.rangesDone++;
+    const { ranges: merged, left, agreed: agreedAfterAll } = mergePieces(pieces);
+    this.rangesDone += agreedAfterAll;
     let next = 0;
     const worker = async () => {
       while (next < merged.length) {

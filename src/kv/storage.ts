@@ -8,6 +8,8 @@ import type { ReplicaRecord } from '../cluster/types.js';
 import type { HashScanOptions } from './hash-index-codec.js';
 import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './hash-index.js';
 import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
+import { openLayout } from './storage-layout.js';
+import { PeriodicSync } from './periodic-sync.js';
 import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec, recordHeader } from './record-codec.js';
 
 export type { HashScanOptions } from './hash-index-codec.js';
@@ -34,15 +36,6 @@ export type { HashScanOptions } from './hash-index-codec.js';
  *   only tombstones older than the cluster's grace (see anti-entropy.ts).
  */
 
-/**
- * Bumped whenever the on-disk layout changes. Format 1 had no hash index and
- * no hints; opening a format-1 dir builds the index once (HashIndex.build).
- * Format 2 index entries held the version; format 3 reads versions from the
- * records and ignores whatever an entry holds, so a format-2 dir is taken as
- * is (its layout is bumped so that an older FlexStore refuses it rather than
- * trust versions no longer kept up to date).
- */
-const LAYOUT = { format: 3, keyOrder: 'utf16' } as const;
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
 /** Records a purge examines per read before yielding to the event loop. */
 const PURGE_SCAN_CHUNK = 10_000;
@@ -107,10 +100,8 @@ export class Storage {
   readonly maxKeyBytes: number;
   private readonly hashIndex: HashIndex;
   private closing: Promise<void> | null = null;
-  /** With sync 'interval': the timer fsyncing the environment, and the fsync in flight. */
-  private syncMode: SyncMode = 'commit';
-  private syncTimer: NodeJS.Timeout | null = null;
-  private syncing: Promise<void> | null = null;
+  /** With sync 'interval': the timer fsyncing the environment. */
+  private periodic: PeriodicSync | null = null;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -147,24 +138,9 @@ export class Storage {
       const records = root.openDB<ReplicaRecord, string>(recordOptions as { name: string });
       const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
       const hints = root.openDB<Buffer, Buffer>({ name: 'hints', keyEncoding: 'binary', encoding: 'binary' });
-      const layout = meta.get('layout') as { format: number; keyOrder: string } | undefined;
-      let migration: Migration | null = null;
-      if (!layout) {
-        meta.putSync('layout', LAYOUT);
-      } else if (layout.keyOrder !== LAYOUT.keyOrder || !(layout.format >= 1 && layout.format <= LAYOUT.format)) {
-        throw new Error(
-          `${dir} holds storage layout ${JSON.stringify(layout)}; this FlexStore reads ${JSON.stringify(LAYOUT)}`,
-        );
-      } else if (layout.format === 1) {
-        // The layout is bumped only after the whole index is written, so a
-        // crash mid-migration simply starts it again.
-        migration = HashIndex.build(root, records, index);
-        meta.putSync('layout', LAYOUT);
-      } else if (layout.format === 2) {
-        meta.putSync('layout', LAYOUT);
-      }
+      const migration = openLayout(dir, meta, () => HashIndex.build(root, records, index));
       const storage = new Storage(root, records, { index, hints }, codec, migration, opts.settleWindowMs ?? 0);
-      if (sync === 'interval') storage.syncEvery(syncIntervalMs, opts.onSyncError);
+      if (sync === 'interval') storage.periodic = new PeriodicSync(() => storage.syncEnv(), syncIntervalMs, opts.onSyncError);
       return storage;
     } catch (err) {
       void root.close();
@@ -300,8 +276,7 @@ export class Storage {
         : { start: prefix || '\u0000' };
     const entries: ListEntry[] = [];
     let more = false;
-    this.codec.headerOnly = true;
-    try {
+    this.headersOnly(() => {
       for (const { key, value } of this.records.getRange(range)) {
         if (!key.startsWith(prefix)) break;
         if (entries.length === limit) {
@@ -310,9 +285,7 @@ export class Storage {
         }
         entries.push({ key, version: value.version, tombstone: value.tombstone });
       }
-    } finally {
-      this.codec.headerOnly = false;
-    }
+    });
     return { entries, more };
   }
 
@@ -400,16 +373,13 @@ export class Storage {
     let last: string | undefined;
     let seen = 0;
     const range = after === undefined ? { limit: PURGE_SCAN_CHUNK } : { start: after, exclusiveStart: true, limit: PURGE_SCAN_CHUNK };
-    this.codec.headerOnly = true;
-    try {
+    this.headersOnly(() => {
       for (const { key, value } of this.records.getRange(range)) {
         seen++;
         last = key;
         if (value.tombstone && (parseVersion(value.version)?.wall ?? Infinity) < wallMs) found.push({ key, version: value.version });
       }
-    } finally {
-      this.codec.headerOnly = false;
-    }
+    });
     return seen === PURGE_SCAN_CHUNK ? { found, next: last! } : { found };
   }
 
@@ -421,12 +391,12 @@ export class Storage {
   /** Waits for in-flight writes (and with sync 'interval' one last fsync), then closes the environment. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.syncTimer) {
-        clearInterval(this.syncTimer);
-        this.syncTimer = null;
+      if (this.periodic) {
+        const inFlight = this.periodic.stop();
+        this.periodic = null;
         await this.root.flushed;
-        await this.syncing;
-        await this.fsync();
+        await inFlight;
+        await this.syncEnv();
       }
       await this.root.close();
     })();
@@ -438,24 +408,14 @@ export class Storage {
    * sync 'commit' (it already is); with 'interval' an fsync off the event loop.
    */
   async fsync(): Promise<void> {
-    if (this.syncMode === 'commit') return;
-    await new Promise<void>((resolve, reject) =>
+    if (this.periodic) await this.syncEnv();
+  }
+
+  private syncEnv(): Promise<void> {
+    return new Promise<void>((resolve, reject) =>
       // RootDatabase.sync is missing from lmdb-js's typings; it runs mdb_env_sync on the libuv pool.
       (this.root as unknown as { sync(cb: (err?: Error) => void): void }).sync((err) => (err ? reject(err) : resolve())),
     );
-  }
-
-  private syncEvery(ms: number, onError?: (err: Error) => void): void {
-    this.syncMode = 'interval';
-    this.syncTimer = setInterval(() => {
-      // One fsync at a time: a slow disk stretches the interval rather than queueing fsyncs.
-      if (this.syncing) return;
-      this.syncing = this.fsync()
-        // The next tick tries again; the data stays in the OS's cache meanwhile.
-        .catch((err: Error) => onError?.(err))
-        .finally(() => (this.syncing = null));
-    }, ms);
-    this.syncTimer.unref();
   }
 
   private prepare(key: string, rec: ReplicaRecord): PreparedWrite {
@@ -485,18 +445,20 @@ export class Storage {
 
   /** Every record's key and version, in key order (the digest cache's rebuild). */
   private eachHeader(visit: (key: string, version: string) => void): void {
-    this.codec.headerOnly = true;
-    try {
+    this.headersOnly(() => {
       for (const { key, value } of this.records.getRange({})) visit(key, value.version);
-    } finally {
-      this.codec.headerOnly = false;
-    }
+    });
   }
 
   private headerOf(key: string): ReplicaRecord | undefined {
+    return this.headersOnly(() => this.records.get(key));
+  }
+
+  /** Runs fn with the codec decoding record headers only: version and flags, no value bytes. */
+  private headersOnly<T>(fn: () => T): T {
     this.codec.headerOnly = true;
     try {
-      return this.records.get(key);
+      return fn();
     } finally {
       this.codec.headerOnly = false;
     }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MEMBER_ID_PATTERN, MemberTable, deriveMemberId } from './members.js';
+import { MEMBER_ID_PATTERN, deriveMemberId } from './member-id.js';
+import { MemberTable } from './members.js';
 
 const T0 = 1_700_000_000_000;
 

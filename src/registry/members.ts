@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto';
 import { Conflict } from '../cluster/errors.js';
 import { Placement, phaseOf, type MemberPhase } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
+import { ChangeFeed } from './change-feed.js';
+import { deriveMemberId } from './member-id.js';
 
 /**
  * The registry's member table: who is in the ring (ids and urls), who is up,
@@ -12,7 +13,7 @@ import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
  * changes nothing but lastHeartbeat leaves it alone, so a quiet cluster does
  * not wake every gateway once a second.
  *
- * Membership is separate from liveness (see DESIGN.md): a member that stops
+ * Membership is separate from liveness (docs/architecture.md, Membership): a member that stops
  * heartbeating turns `down` but stays in the table, so placement does not move.
  *
  * Membership changes go through phases (see src/cluster/placement.ts): a new
@@ -22,30 +23,6 @@ import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
  * (in its heartbeat) a finished sync pass for the current epoch. Removed ids
  * are remembered so a removed server cannot come back with stale data.
  */
-
-export const MEMBER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-
-const MAX_ID_LENGTH = 64;
-const ID_HASH_HEX = 16;
-
-/**
- * The id a member gets when it registers without one: its url with every
- * character outside [A-Za-z0-9_-] replaced by '_', so
- * http://127.0.0.1:8001 becomes http___127_0_0_1_8001. Readable in logs and
- * stable across registry restarts. A url too long for the 64-character id rule
- * keeps its first 47 characters, a '-' and 16 hex digits of its sha256, which
- * keeps distinct long urls apart.
- *
- * Known gap: urls differing only in replaced characters (http://a.b vs
- * http://a_b) map to the same id; KV servers avoid this by sending their own
- * stable id, which the design expects them to do anyway.
- */
-export function deriveMemberId(url: string): string {
-  const safe = url.replace(/[^A-Za-z0-9_-]/g, '_');
-  if (safe.length <= MAX_ID_LENGTH) return safe;
-  const digest = createHash('sha256').update(url).digest('hex').slice(0, ID_HASH_HEX);
-  return `${safe.slice(0, MAX_ID_LENGTH - ID_HASH_HEX - 1)}-${digest}`;
-}
 
 export interface MemberTableLog {
   info(obj: object, msg?: string): void;
@@ -99,20 +76,13 @@ export interface RegisterResult {
   replacedId?: string;
 }
 
-interface Waiter {
-  since: number;
-  done: () => void;
-}
-
 const silentLog: MemberTableLog = { info() {}, warn() {} };
 
 export class MemberTable {
   private readonly members = new Map<string, Member>();
-  private readonly waiters = new Set<Waiter>();
+  private readonly feed = new ChangeFeed();
   private readonly downAfterMs: number;
   private readonly log: MemberTableLog;
-  private currentIndex = 0;
-  private closed = false;
   private currentEpoch = 0;
   /** Removed member id → when. */
   private readonly removed = new Map<string, number>();
@@ -133,7 +103,7 @@ export class MemberTable {
   }
 
   get index(): number {
-    return this.currentIndex;
+    return this.feed.index;
   }
 
   get epoch(): number {
@@ -169,7 +139,7 @@ export class MemberTable {
     for (const r of records) {
       this.members.set(r.id, { ...r, phase: r.phase ?? 'active', state: 'down' });
     }
-    this.currentIndex = Math.max(this.currentIndex, persistedIndex);
+    this.feed.advanceTo(persistedIndex);
     this.currentEpoch = Math.max(this.currentEpoch, extra.epoch ?? 0);
     for (const r of extra.removed ?? []) this.removed.set(r.id, r.at);
     this.bump();
@@ -337,9 +307,7 @@ export class MemberTable {
     if (!this.changing()) return [];
     const placement = this.placement();
     if (!placement.changing) return [];
-    return [...placement.acquirers()].filter(
-      (id) => (this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.currentEpoch,
-    );
+    return placement.pendingAcquirers(this.currentEpoch, this.members);
   }
 
   /**
@@ -365,9 +333,7 @@ export class MemberTable {
     if (!this.changing()) return false;
     const placement = this.placement();
     if (!placement.changing) return false;
-    for (const id of placement.acquirers()) {
-      if ((this.members.get(id)?.transfer?.syncedEpoch ?? -1) < this.currentEpoch) return false;
-    }
+    if (placement.pendingAcquirers(this.currentEpoch, this.members).length > 0) return false;
     for (const m of [...this.members.values()]) {
       if (phaseOf(m) === 'joining') {
         m.phase = 'active';
@@ -395,7 +361,7 @@ export class MemberTable {
     return {
       nodes: members.filter((m) => m.state === 'up').map((m) => m.url),
       members,
-      index: this.currentIndex,
+      index: this.feed.index,
       epoch: this.currentEpoch,
       tombstoneGraceMs: this.tombstoneGraceMs,
     };
@@ -412,46 +378,22 @@ export class MemberTable {
     }));
   }
 
-  /**
-   * Resolves once index > sinceIndex, after timeoutMs, when signal aborts, or
-   * when the table is closed — whichever comes first. Never rejects: the caller
-   * answers with whatever the view is by then.
-   */
+  /** See ChangeFeed.waitForChange: resolves once the index passes sinceIndex, or on timeout, abort or close. */
   waitForChange(sinceIndex: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.closed || this.currentIndex > sinceIndex || timeoutMs <= 0 || signal?.aborted) {
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const waiter: Waiter = {
-        since: sinceIndex,
-        done: () => {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', waiter.done);
-          this.waiters.delete(waiter);
-          resolve();
-        },
-      };
-      const timer = setTimeout(waiter.done, timeoutMs);
-      signal?.addEventListener('abort', waiter.done, { once: true });
-      this.waiters.add(waiter);
-    });
+    return this.feed.waitForChange(sinceIndex, timeoutMs, signal);
   }
 
   /** Number of blocked waitForChange calls (for tests and /health). */
   get waiting(): number {
-    return this.waiters.size;
+    return this.feed.waiting;
   }
 
   /** Releases every blocked wait and makes later waits return at once. */
   close(): void {
-    this.closed = true;
-    for (const w of [...this.waiters]) w.done();
+    this.feed.close();
   }
 
   private bump(): void {
-    this.currentIndex++;
-    for (const w of [...this.waiters]) {
-      if (this.currentIndex > w.since) w.done();
-    }
+    this.feed.bump();
   }
 }

@@ -3,7 +3,8 @@ import { InternalError, InvalidRequest, RouteNotFound } from '../cluster/errors.
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import type { MemberView, TransferProgress } from '../cluster/types.js';
 import type { RegistryConfig } from './config.js';
-import { MEMBER_ID_PATTERN, type MemberTable } from './members.js';
+import { MEMBER_ID_PATTERN } from './member-id.js';
+import type { MemberTable } from './members.js';
 
 /**
  * The registry's HTTP API.
