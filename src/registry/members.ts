@@ -357,7 +357,8 @@ export class MemberTable {
   view(): MemberView {
     const members = [...this.members.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((m) => ({ ...m }));
+      // Phase spelled out even when active, so a reader never has to guess what a missing one means.
+      .map((m) => ({ ...m, phase: phaseOf(m) }));
     return {
       nodes: members.filter((m) => m.state === 'up').map((m) => m.url),
       members,

@@ -1,6 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { majority } from '../../cluster/consistency.js';
+import { Placement } from '../../cluster/placement.js';
 import { Ring } from '../../cluster/ring.js';
+import type { Member } from '../../cluster/types.js';
 import { http, kvUrl } from '../support/cluster.js';
 import { versionOfEtag, type History, type ReadRecord, type WriteRecord } from './workload.js';
 
@@ -23,6 +26,10 @@ import { versionOfEtag, type History, type ReadRecord, type WriteRecord } from '
  *    newer, read directly from each KV server's replica API: no gateway in
  *    between, so the check itself repairs nothing. It only runs when no
  *    member is joining, leaving or down: until then the owners are in flux.
+ * 4. Acknowledgements. Each acknowledged write names at least W of its key's
+ *    owners as the replicas that took it (checkAckQuorums), and no write is
+ *    acknowledged entirely inside a window in which no quorum could answer
+ *    (acksInside).
  */
 
 export interface Expectation {
@@ -107,16 +114,32 @@ function judgeFinal(history: History, key: string, exp: Expectation, read: Final
 
 export interface StaleRead {
   read: ReadRecord;
-  /** The newest write acknowledged before the read was sent. */
-  ackedBefore: { value: string | null; version: string; seq: number };
+  why: string;
+  /** The newest write acknowledged before the read was sent, when that is what it went back past. */
+  ackedBefore?: { value: string | null; version: string; seq: number };
 }
 
-/** Rule 2: reads during the workload never go back past an acknowledged write. */
+/**
+ * Rule 2: reads during the workload never go back past an acknowledged write,
+ * and every value read is the one its write stored under that version. A
+ * DELETE answered 404 said the key was absent: it is judged as a read.
+ */
 export function checkStaleReads(history: History): StaleRead[] {
   const stale: StaleRead[] = [];
-  for (const r of history.reads) {
+  const absentByDelete: ReadRecord[] = history
+    .allWrites()
+    .filter((w) => w.outcome === 'noop')
+    .map((w) => ({ key: w.key, start: w.start, end: w.end, outcome: 'absent' }));
+  for (const r of [...history.reads, ...absentByDelete]) {
     if (r.outcome === 'failed') continue;
     const writes = history.writes.get(r.key) ?? [];
+    if (r.outcome === 'value') {
+      const why = misattributed(history, r);
+      if (why) {
+        stale.push({ read: r, why });
+        continue;
+      }
+    }
     let floor: WriteRecord | undefined;
     for (const w of writes) {
       if (w.outcome === 'acked' && w.end < r.start && (!floor || w.version! > floor.version!)) floor = w;
@@ -125,21 +148,103 @@ export function checkStaleReads(history: History): StaleRead[] {
     let ok: boolean;
     if (r.outcome === 'value') ok = r.version !== undefined && r.version >= floor.version!;
     else {
-      // Absent is right if the floor is a delete, or a delete that may be
-      // newer than the floor was under way before the read finished.
+      // Absent is right if the floor is a delete, if an acknowledged delete
+      // with a newer version than the floor had begun before the read ended,
+      // or if an indeterminate delete (its version unknown) may be newer: it
+      // had begun before the read ended and had not ended before the floor began.
       ok =
         floor.kind === 'delete' ||
         writes.some(
           (w) =>
             w.kind === 'delete' &&
-            (w.outcome === 'acked' || w.outcome === 'indeterminate') &&
             w.start < r.end &&
-            (w.end === 0 || w.end > floor!.start),
+            ((w.outcome === 'acked' && w.version! > floor!.version!) ||
+              (w.outcome === 'indeterminate' && (w.end === 0 || w.end > floor!.start))),
         );
     }
-    if (!ok) stale.push({ read: r, ackedBefore: { value: floor.value, version: floor.version!, seq: floor.seq } });
+    if (!ok) {
+      stale.push({
+        read: r,
+        why: 'older than a write acknowledged before the read began',
+        ackedBefore: { value: floor.value, version: floor.version!, seq: floor.seq },
+      });
+    }
   }
   return stale;
+}
+
+/**
+ * Why a value read does not belong to the version it came with: a value no
+ * write to this key produced, one stored under another version, or one whose
+ * write began only after the read had ended. Null when it fits.
+ */
+function misattributed(history: History, r: ReadRecord): string | null {
+  const w = history.writeOf(r.value ?? '');
+  if (!w || w.key !== r.key) return 'a value no write to this key produced';
+  if (w.start > r.end) return 'a value whose write began after the read ended';
+  if (w.outcome === 'acked' && w.version !== r.version) return `the value of version ${w.version} under version ${r.version}`;
+  if (w.outcome === 'noop' || w.outcome === 'rejected') return `a value from a write that was ${w.outcome}`;
+  return null;
+}
+
+export interface UnderAcked {
+  key: string;
+  seq: number;
+  kind: WriteRecord['kind'];
+  /** Who the gateway said acknowledged the write. */
+  replicas: string;
+  /** Write quorum and the owners it was counted against, per placement considered. */
+  needed: number;
+  owners: string[][];
+}
+
+/**
+ * Rule 4: every acknowledged write names (X-FlexStore-Replicas) at least W of
+ * its key's owners, counted when the answer arrived. A gateway that
+ * acknowledged after fewer would otherwise go unnoticed: a SIGKILLed replica
+ * keeps what the OS cached, and repair copies a write from a single holder to
+ * all N before the replica rule looks.
+ *
+ * `placements` are the placements the workload may have run under (for a
+ * join or leave, the one before and the one after): a write must reach W
+ * owners in one of their read or target lists. During a change the gateway
+ * needs W in both lists, so this is a lower bound that every correct
+ * acknowledgement meets.
+ */
+export function checkAckQuorums(history: History, placements: readonly Placement[], n: number): UnderAcked[] {
+  const out: UnderAcked[] = [];
+  for (const w of history.allWrites()) {
+    if (w.outcome !== 'acked') continue;
+    const acked = new Set((w.replicas ?? '').split(',').filter(Boolean));
+    const lists = placements.flatMap((p) => {
+      const { read, target } = p.lists(w.key);
+      return read === target ? [read] : [read, target];
+    });
+    const needed = majority(Math.min(n, Math.max(1, ...lists.map((l) => l.length))));
+    const met = lists.some((owners) => owners.filter((id) => acked.has(id)).length >= majority(owners.length));
+    if (!met) out.push({ key: w.key, seq: w.seq, kind: w.kind, replicas: w.replicas ?? '', needed, owners: lists });
+  }
+  return out;
+}
+
+/** Acknowledged writes that began and ended inside [from, to]: a window in which no quorum could answer. */
+export function acksInside(history: History, from: number, to: number): WriteRecord[] {
+  return history.allWrites().filter((w) => w.outcome === 'acked' && w.start >= from && w.end <= to);
+}
+
+/** A placement from GET /nodes members, as every gateway computes it. */
+export function placementOf(members: ReadonlyArray<{ id: string; url: string; state: string; phase?: string }>, n: number): Placement {
+  return new Placement(
+    members.map((m) => ({
+      id: m.id,
+      url: m.url,
+      state: m.state as Member['state'],
+      lastHeartbeat: 0,
+      registeredAt: 0,
+      ...(m.phase !== undefined && { phase: m.phase as Member['phase'] }),
+    })),
+    n,
+  );
 }
 
 /** Quorum reads of every key through the gateway, retried while the cluster settles. */
@@ -228,9 +333,10 @@ export async function checkReplicas(
     (m: { id: string; url: string; state: string; phase?: string }) => ({ id: m.id, url: m.url, state: m.state, phase: m.phase }),
   );
   const report: ReplicaReport = { members, underReplicated: [], owners: new Map(), keysChecked: 0 };
-  const moving = members.filter((m) => m.phase !== undefined && m.phase !== 'active');
+  // The registry reports every member's phase; one without is not known to be settled.
+  const moving = members.filter((m) => m.phase !== 'active');
   if (moving.length > 0) {
-    report.notReady = `membership change under way: ${moving.map((m) => `${m.id} ${m.phase}`).join(', ')}`;
+    report.notReady = `membership change under way: ${moving.map((m) => `${m.id} ${m.phase ?? '(no phase)'}`).join(', ')}`;
     return report;
   }
   const down = members.filter((m) => m.state !== 'up');
@@ -245,7 +351,7 @@ export async function checkReplicas(
     const ids = ring.preferenceList(key, replicationFactor);
     report.owners.set(key, ids);
     const copies = await Promise.all(ids.map((id) => readReplica(id, urlOf.get(id)!, key)));
-    if (copies.some((c) => c.version === null || c.version < floor.version!)) {
+    if (isShort(floor, copies)) {
       report.underReplicated.push({
         key,
         floor: { value: floor.value, version: floor.version!, seq: floor.seq },
@@ -256,6 +362,11 @@ export async function checkReplicas(
   report.keysChecked = targets.length;
   report.underReplicated.sort((a, b) => (a.key < b.key ? -1 : 1));
   return report;
+}
+
+/** Rule 3 for one key: some owner lacks the newest acknowledged version (or anything newer). */
+export function isShort(floor: WriteRecord, copies: readonly ReplicaCopy[]): boolean {
+  return copies.some((c) => c.version === null || c.version < floor.version!);
 }
 
 async function readReplica(id: string, url: string, key: string): Promise<ReplicaCopy> {

@@ -8,11 +8,15 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TestCluster, freePort, http, waitFor, type ClusterOptions } from '../support/cluster.js';
 import {
+  acksInside,
   ackedFloors,
+  checkAckQuorums,
   checkFinalReads,
   checkStaleReads,
   expectationFor,
+  isShort,
   placementMismatches,
+  placementOf,
   readFinal,
   waitForReplicas,
 } from './checker.js';
@@ -51,6 +55,11 @@ interface CaseContext {
   cluster: TestCluster;
   proxies: FaultProxy[];
   log(event: string): void;
+  /**
+   * Declares [from, to] (performance.now() times) a window in which no write
+   * quorum could answer: no write may be acknowledged entirely inside it.
+   */
+  noQuorum(from: number, to: number): void;
 }
 
 interface FaultCase {
@@ -92,12 +101,16 @@ async function runCase(t: TestContext, fc: FaultCase): Promise<void> {
     timeline.push(line);
     t.diagnostic(line);
   };
-  const ctx: CaseContext = { cluster, proxies, log };
+  const noQuorum: Array<[number, number]> = [];
+  const ctx: CaseContext = { cluster, proxies, log, noQuorum: (from, to) => noQuorum.push([from, to]) };
   const problems: string[] = [];
   const details: Record<string, unknown> = {};
   let workload: Workload | undefined;
   try {
     await fc.setup?.(ctx);
+    // The placement the workload starts under; with the one it ends under, the
+    // owners every acknowledgement is counted against.
+    const startMembers = await nodes(cluster);
     workload = new Workload({ gatewayUrl: cluster.gatewayUrl, keyPrefix: slug(fc.name), seed: SEED });
     log(`workload started, seed ${workload.seed}`);
     await workload.acksAtLeast(WARM_UP_ACKS);
@@ -159,6 +172,8 @@ async function runCase(t: TestContext, fc: FaultCase): Promise<void> {
     const stale = checkStaleReads(history);
     const mismatched = placementMismatches(finals, conv.last.owners);
     const rejected = history.allWrites().filter((w) => w.outcome === 'rejected');
+    const underAcked = checkAckQuorums(history, [placementOf(startMembers, N), placementOf(conv.last.members, N)], N);
+    const insideNoQuorum = noQuorum.flatMap(([from, to]) => acksInside(history, from, to));
     const fromFailed = [...finals.values()].filter((r) => r.value && history.writeOf(r.value)?.outcome === 'indeterminate');
     log(`final reads done; ${fromFailed.length} keys hold a value whose write failed or timed out`);
     Object.assign(row, {
@@ -178,6 +193,12 @@ async function runCase(t: TestContext, fc: FaultCase): Promise<void> {
     }
     if (mismatched.length > 0) {
       problems.push(`the gateway served from replicas outside the computed owners, e.g. ${JSON.stringify(mismatched.slice(0, 3))}`);
+    }
+    if (underAcked.length > 0) {
+      problems.push(`${underAcked.length} writes acknowledged by fewer than W owners, e.g. ${JSON.stringify(underAcked.slice(0, 3))}`);
+    }
+    if (insideNoQuorum.length > 0) {
+      problems.push(`${insideNoQuorum.length} writes acknowledged while no quorum was up, e.g. ${JSON.stringify(insideNoQuorum.slice(0, 3))}`);
     }
     if (rejected.length > 0) {
       problems.push(`${rejected.length} workload requests were rejected, e.g. ${JSON.stringify(rejected.slice(0, 3))}`);
@@ -263,6 +284,80 @@ describe('fault injection', () => {
     assert.deepEqual(checkStaleReads(h).map((s) => s.read.start), [21, 21]);
   });
 
+  test('the checker judges deletes, 404 deletes and mislabelled values', () => {
+    const v = (n: number) => `00000000000${n}.000000.g`;
+    const h = new History(['k']);
+    const put = (seq: number, outcome: WriteRecord['outcome'], start: number, end: number, version?: string): WriteRecord => ({
+      seq, key: 'k', kind: 'put', value: `${seq}@k`, start, end, outcome, version,
+    });
+    const del = (seq: number, outcome: WriteRecord['outcome'], start: number, end: number, version?: string): WriteRecord => ({
+      seq, key: 'k', kind: 'delete', value: null, start, end, outcome, version,
+    });
+    h.addWrite(put(1, 'acked', 0, 10, v(3)));
+    // An acknowledged delete whose version is OLDER than the put (a slow
+    // gateway clock) that overlaps later reads: it cannot explain an absence.
+    h.addWrite(del(2, 'acked', 5, 30, v(2)));
+    const stale = () => checkStaleReads(h).map((s) => [s.read.start, s.why]);
+    h.reads.push({ key: 'k', start: 20, end: 25, outcome: 'absent' });
+    assert.deepEqual(stale(), [[20, 'older than a write acknowledged before the read began']]);
+
+    // A newer acknowledged delete under way before the read ended does explain it.
+    h.addWrite(del(3, 'acked', 22, 40, v(4)));
+    assert.deepEqual(stale(), []);
+
+    // A DELETE answered 404 is a read of absence: after a newer acked put it is stale.
+    h.addWrite(put(4, 'acked', 41, 45, v(5)));
+    h.addWrite(del(5, 'noop', 50, 52));
+    assert.deepEqual(stale(), [[50, 'older than a write acknowledged before the read began']]);
+    // ... unless an indeterminate delete may be newer than that put.
+    h.addWrite(del(6, 'indeterminate', 44, 0));
+    assert.deepEqual(stale(), []);
+
+    // A value read under a version that is not its write's is caught, even when the version is new enough.
+    h.reads.push({ key: 'k', start: 60, end: 61, outcome: 'value', value: '1@k', version: v(9) });
+    // A value whose write began after the read ended cannot have been read.
+    h.addWrite(put(7, 'indeterminate', 70, 80));
+    h.reads.push({ key: 'k', start: 62, end: 63, outcome: 'value', value: '7@k', version: v(9) });
+    assert.deepEqual(stale().map(([start]) => start), [60, 62]);
+  });
+
+  test('the checker counts acknowledgements against the owners and flags acks while no quorum was up', () => {
+    const members = ['a', 'b', 'c', 'd'].map((id) => ({ id, url: `http://${id}`, state: 'up', phase: 'active' }));
+    const before = placementOf(members.slice(0, 3), N);
+    const after = placementOf(members, N);
+    const owners = after.readList('k1');
+    // A key of which d takes over the third owner's copy: its first and third
+    // owners before the join are no quorum of its owners after it.
+    const oldPair = (key: string) => [before.readList(key)[0]!, before.readList(key)[2]!];
+    const k2 = Array.from({ length: 100 }, (_, i) => `m${i}`).find(
+      (key) => after.readList(key).filter((id) => oldPair(key).includes(id)).length < 2,
+    )!;
+    const h = new History(['k1', k2]);
+    const write = (seq: number, key: string, replicas: string[], start = 0, end = 1): WriteRecord => ({
+      seq, key, kind: 'put', value: `${seq}@${key}`, start, end, outcome: 'acked', version: `00000000000${seq}.000000.g`, replicas: replicas.join(','),
+    });
+    h.addWrite(write(1, 'k1', owners.slice(0, 2)));
+    h.addWrite(write(2, 'k1', owners.slice(0, 1))); // one replica: not a quorum
+    const outsider = members.map((m) => m.id).find((id) => !owners.includes(id))!;
+    h.addWrite(write(3, 'k1', [owners[0]!, outsider])); // a non-owner does not count
+    h.addWrite(write(5, 'k1', [owners[0]!, 'gone'])); // nor does an id of no placement
+    h.addWrite(write(4, k2, oldPair(k2), 5, 6)); // W of the old owners: a write before the join
+    assert.deepEqual(checkAckQuorums(h, [after], N).map((u) => u.seq).sort(), [2, 3, 4, 5]);
+    // Counted against the placement before the join too, write 4 is a quorum,
+    // and so is write 3 (the outsider now was an owner then).
+    assert.deepEqual(checkAckQuorums(h, [before, after], N).map((u) => u.seq).sort(), [2, 5]);
+    assert.deepEqual(acksInside(h, 4, 7).map((w) => w.seq), [4]);
+    assert.deepEqual(acksInside(h, 5.5, 7), [], 'a write that began before the window may have reached a quorum');
+  });
+
+  test('the replica rule wants the newest acknowledged version or newer on every owner', () => {
+    const floor: WriteRecord = { seq: 1, key: 'k', kind: 'put', value: '1@k', start: 0, end: 1, outcome: 'acked', version: '000000000005.000000.g' };
+    const copy = (id: string, version: string | null) => ({ id, url: `http://${id}`, version });
+    assert.equal(isShort(floor, [copy('a', '000000000005.000000.g'), copy('b', '000000000006.000000.g')]), false);
+    assert.equal(isShort(floor, [copy('a', '000000000005.000000.g'), copy('b', '000000000004.000000.g')]), true);
+    assert.equal(isShort(floor, [copy('a', '000000000005.000000.g'), copy('b', null)]), true);
+  });
+
   test('the proxy forwards, cuts, blackholes and heals', async () => {
     const echo = createServer((s) => s.on('error', () => {}).pipe(s));
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
@@ -326,9 +421,13 @@ describe('fault injection', () => {
     runCase(t, {
       name: 'SIGSTOP kv1 4 s',
       inject: async ({ cluster, log }) => {
+        const pausedAt = performance.now();
         cluster.pauseKv(1);
         log('kv1 paused');
-        await sleep(4000);
+        // The fault must be seen for what it is: a member that stops answering.
+        await cluster.waitForState(1, 'down');
+        log('kv1 seen down');
+        await sleep(Math.max(0, 4000 - (performance.now() - pausedAt)));
         cluster.resumeKv(1);
         log('kv1 resumed');
         await cluster.waitForUp(3);
@@ -396,19 +495,12 @@ describe('fault injection', () => {
         // The workload goes on while the newcomer takes over its ranges; the
         // convergence check waits for the rest.
         const url = cluster.memberUrl(i);
-        try {
-          await waitFor(
-            'the new member to become active',
-            async () => {
-              const m = (await nodes(cluster)).find((n) => n.url === url);
-              return m !== undefined && (m.phase === undefined || m.phase === 'active');
-            },
-            { timeoutMs: 20_000, intervalMs: 200 },
-          );
-          log(`kv${i} active`);
-        } catch {
-          log(`kv${i} still joining after 20 s`);
-        }
+        await waitFor(
+          'the new member to become active',
+          async () => (await nodes(cluster)).find((n) => n.url === url)?.phase === 'active',
+          { timeoutMs: 20_000, intervalMs: 200 },
+        );
+        log(`kv${i} active`);
         return joinedAt;
       },
     }));
@@ -461,19 +553,24 @@ describe('fault injection', () => {
       // A short replica timeout turns the paused replica into quick 503s
       // rather than a few slow ones: more indeterminate writes to judge.
       cluster: { extraGatewayArgs: ['--replica-timeout-ms', '500'] },
-      inject: async ({ cluster, workload, log }) => {
+      inject: async ({ cluster, workload, log, noQuorum }) => {
         await cluster.killKv(0);
         log('kv0 killed');
         await cluster.waitForState(0, 'down');
         cluster.pauseKv(1);
+        const from = performance.now();
         log('kv1 paused');
         await sleep(2000);
+        const to = performance.now();
         cluster.resumeKv(1);
         log('kv1 resumed');
+        noQuorum(from, to);
         await cluster.startKv(0);
         await cluster.waitForUp(3);
-        const failed = workload.history.allWrites().filter((w) => w.outcome === 'indeterminate' && w.end > 0);
-        log(`kv0 restarted and up; ${failed.length} writes failed so far`);
+        // The loss must have been felt: writes sent in the window failed.
+        const failed = workload.history.allWrites().filter((w) => w.outcome === 'indeterminate' && w.start >= from && w.start <= to);
+        log(`kv0 restarted and up; ${failed.length} writes sent while no quorum was up failed`);
+        assert.ok(failed.length > 0, 'no write failed while kv0 was down and kv1 paused: the fault did not take effect');
       },
     }));
 });
