@@ -104,7 +104,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
       host: cfg.host,
       port: cfg.tcpPort,
       log: app.log,
-      storeHints: (target, keys) => storage.hints.add(target, keys).then(() => {}),
+      // Counted here as on the HTTP path (repair-api.ts): gateways send hints over this protocol by default.
+      storeHints: (target, keys) => storage.hints.add(target, keys).then((stored) => void metrics.hintsStored.inc(stored)),
     });
   } catch (err) {
     await app.close().catch(() => {});
