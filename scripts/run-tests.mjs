@@ -8,15 +8,36 @@
 //
 // Concurrency defaults to 2 (TEST_CONCURRENCY overrides): integration tests
 // start real processes and too many at once make their timing flaky.
+//
+// The run fails (exit code 1), besides when a test fails, when:
+// - a folder or file named on the command line does not exist (a misspelt
+//   target would otherwise quietly run nothing; exit code 2, nothing runs);
+// - a test file runs no tests (a file whose tests were all commented out or
+//   whose describe() is empty passes under node --test); each such file is
+//   named on stderr after node's summary.
+//
+// Every test gets a timeout of TEST_TIMEOUT_MS (default 20 min, passed as
+// --test-timeout): a hung test fails instead of stalling the run. On Node 20
+// node --test applies the same bound to each file as a whole, so it is sized
+// for the slowest file, the fault suite: about ten cases of a workload plus up
+// to 60 s each to converge. A test that needs another bound sets its own
+// ({ timeout }), which wins.
+//
+// Output is node's own reporter on stdout (TAP when stdout is not a terminal,
+// as node chooses by default; CI reads its closing "# tests / # pass / # fail"
+// lines). A second reporter (scripts/test-count-reporter.mjs) writes the
+// per-file test counts to a temporary file.
 
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 let concurrency = process.env.TEST_CONCURRENCY || '2';
+const timeoutMs = process.env.TEST_TIMEOUT_MS || String(20 * 60_000);
 const targets = [];
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
@@ -28,6 +49,10 @@ for (let i = 0; i < args.length; i++) {
 }
 if (!/^[1-9]\d*$/.test(concurrency)) {
   console.error(`run-tests: concurrency must be a positive integer, got ${JSON.stringify(concurrency)}`);
+  process.exit(2);
+}
+if (!/^[1-9]\d*$/.test(timeoutMs)) {
+  console.error(`run-tests: TEST_TIMEOUT_MS must be a positive integer, got ${JSON.stringify(timeoutMs)}`);
   process.exit(2);
 }
 
@@ -52,9 +77,14 @@ function collect(path, out) {
 }
 
 const files = [];
+const missing = [];
 for (const target of targets.length > 0 ? targets : ['dist']) {
-  // A folder that has no compiled tests yet is not an error; a misspelt one is worth a warning.
-  if (!collect(resolve(root, target), files)) console.error(`run-tests: ${target} does not exist; skipped`);
+  // A folder that exists but has no compiled tests yet is not an error; one that does not exist is.
+  if (!collect(resolve(root, target), files)) missing.push(target);
+}
+if (missing.length > 0) {
+  for (const target of missing) console.error(`run-tests: ${target} does not exist (misspelt, or the build did not run?)`);
+  process.exit(2);
 }
 const unique = [...new Set(files)].map((f) => relative(root, f)).sort();
 if (unique.length === 0) {
@@ -62,12 +92,51 @@ if (unique.length === 0) {
   process.exit(1);
 }
 
-const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...unique], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const countsDir = mkdtempSync(join(tmpdir(), 'flexstore-run-tests-'));
+const countsFile = join(countsDir, 'counts.json');
+const countReporter = pathToFileURL(join(root, 'scripts', 'test-count-reporter.mjs')).href;
+const child = spawn(
+  process.execPath,
+  [
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    `--test-timeout=${timeoutMs}`,
+    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${countReporter}`,
+    `--test-reporter-destination=${countsFile}`,
+    ...unique,
+  ],
+  { cwd: root, stdio: 'inherit' },
+);
 // Forward Ctrl-C/termination so an interrupted run does not leave test processes behind.
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => {
-  process.exit(code ?? (signal ? 1 : 0));
+  let status = code ?? (signal ? 1 : 0);
+  if (!signal) status = Math.max(status, checkEveryFileRanTests());
+  rmSync(countsDir, { recursive: true, force: true });
+  process.exit(status);
 });
+
+/** 0 when every file ran at least one test; otherwise names the others on stderr and returns 1. */
+function checkEveryFileRanTests() {
+  let counts;
+  try {
+    counts = JSON.parse(readFileSync(countsFile, 'utf8'));
+  } catch (err) {
+    console.error(`run-tests: cannot read the per-file test counts (${err.message})`);
+    return 1;
+  }
+  let status = 0;
+  for (const file of unique) {
+    const c = counts[resolve(root, file)] ?? { tests: 0, failedToRun: false };
+    if (c.tests > 0) continue;
+    status = 1;
+    console.error(
+      c.failedToRun
+        ? `run-tests: ${file} reported no test results (it failed as a whole; see its error above)`
+        : `run-tests: ${file} ran no tests`,
+    );
+  }
+  return status;
+}

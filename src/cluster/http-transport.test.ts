@@ -31,11 +31,13 @@ replicaTransportContract('HttpReplicaTransport', async () => {
     heartbeatIntervalMs: 60_000,
     logLevel: 'silent',
   });
-  const transport = new HttpReplicaTransport({ timeoutMs: 2000 });
+  const timeoutMs = 2000;
+  const transport = new HttpReplicaTransport({ timeoutMs });
   return {
     transport,
     nodeUrl: server.url,
     deadUrl: await closedPortUrl(),
+    timeoutMs,
     async cleanup() {
       await transport.close();
       await server.close();

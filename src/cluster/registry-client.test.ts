@@ -100,19 +100,32 @@ describe('Heartbeater', () => {
     await waitFor('registration', () => hb.registered);
     await waitFor('kv-1 up', async () => stateOf(await c.nodes(), 'kv-1') === 'up');
 
-    // Several downAfterMs periods of heartbeats keep it up.
-    const index = (await c.nodes()).index;
-    const until = Date.now() + 700;
-    while (Date.now() < until) {
-      assert.equal(stateOf(await c.nodes(), 'kv-1'), 'up');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    // Heartbeats keep it up for several downAfterMs periods, measured on the
+    // registry's own clock (the lastHeartbeat it records), not on ours.
+    const { downAfterMs, sweepIntervalMs } = FAST as { downAfterMs: number; sweepIntervalMs: number };
+    const first = await c.nodes();
+    const index = first.index;
+    const firstBeat = first.members.find((m) => m.id === 'kv-1')!.lastHeartbeat;
+    await waitFor(
+      'three downAfterMs periods of heartbeats',
+      async () => {
+        const m = (await c.nodes()).members.find((x) => x.id === 'kv-1')!;
+        assert.equal(m.state, 'up');
+        return m.lastHeartbeat - firstBeat >= 3 * downAfterMs;
+      },
+      20 * downAfterMs,
+    );
     assert.equal((await c.nodes()).index, index, 'heartbeats alone do not move the index');
 
     await hb.stop();
-    const stoppedAt = Date.now();
-    await waitFor('kv-1 down', async () => stateOf(await c.nodes(), 'kv-1') === 'down', 2000);
-    assert.ok(Date.now() - stoppedAt < 300 + 50 + 250, `went down after ${Date.now() - stoppedAt} ms`);
+    const lastBeat = (await c.nodes()).members.find((m) => m.id === 'kv-1')!.lastHeartbeat;
+    await waitFor('kv-1 down', async () => stateOf(await c.nodes(), 'kv-1') === 'down', 20 * downAfterMs);
+    const silentFor = Date.now() - lastBeat;
+    // Not before downAfterMs of silence; and within one more sweep of it, plus
+    // another downAfterMs of allowance for late timers and this poll on a
+    // loaded machine. A registry that missed the expiry would take far longer.
+    assert.ok(silentFor > downAfterMs, `went down after ${silentFor} ms of silence`);
+    assert.ok(silentFor < 2 * downAfterMs + sweepIntervalMs, `went down after ${silentFor} ms of silence`);
     assert.deepEqual((await c.nodes()).nodes, []);
   });
 
@@ -122,12 +135,16 @@ describe('Heartbeater', () => {
     const dataDir = await tempDir();
     await reg.close();
     const { lines, log } = recordingLog();
-    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 30, log });
+    // report() runs at the start of every beat, so it counts them.
+    let beats = 0;
+    const report = () => (beats++, {});
+    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 30, log, report });
     after(() => hb.stop());
     hb.start();
     await waitFor('a warning', () => lines.some((l) => l.level === 'warn'));
-    // Asserting an absence needs time to pass: several beats fail meanwhile.
-    await new Promise((r) => setTimeout(r, 200));
+    // The next beat starts only after the previous one has ended: once beat
+    // 5 has started, four failed beats have had their chance to warn again.
+    await waitFor('four failed beats', () => beats >= 5);
     assert.equal(lines.filter((l) => l.level === 'warn').length, 1);
     assert.equal(hb.registered, false);
 
@@ -142,7 +159,8 @@ describe('MembershipWatcher', () => {
   it('wakes up quickly on a change', async () => {
     const reg = await registry();
     const c = client(reg.url);
-    const w = new MembershipWatcher({ registryUrl: reg.url, waitSeconds: 30 });
+    const waitSeconds = 30;
+    const w = new MembershipWatcher({ registryUrl: reg.url, waitSeconds });
     after(() => w.stop());
     const views: MemberView[] = [];
     w.on('change', (v: MemberView) => views.push(v));
@@ -152,8 +170,11 @@ describe('MembershipWatcher', () => {
 
     const start = Date.now();
     await c.register({ id: 'kv-1', node_url: 'http://127.0.0.1:9001' });
-    await waitFor('the watcher to see kv-1', () => w.view?.nodes.includes('http://127.0.0.1:9001') === true, 1000);
-    assert.ok(Date.now() - start < 500, `took ${Date.now() - start} ms`);
+    // Its long poll would otherwise end only after waitSeconds: seeing the
+    // change in a fraction of that means the registry woke the poll.
+    const wokenWithinMs = (waitSeconds * 1000) / 4;
+    await waitFor('the watcher to see kv-1', () => w.view?.nodes.includes('http://127.0.0.1:9001') === true, wokenWithinMs);
+    assert.ok(Date.now() - start < wokenWithinMs, `took ${Date.now() - start} ms`);
     assert.equal(views.length, 2);
 
     await c.deregister({ node_url: 'http://127.0.0.1:9001' });

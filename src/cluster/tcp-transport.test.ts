@@ -38,11 +38,13 @@ replicaTransportContract('TcpReplicaTransport', async () => {
     [nodeUrl, server.port],
     [deadUrl, await closedPort()],
   ]);
-  const transport = new TcpReplicaTransport({ timeoutMs: 2000, resolvePort: (url) => ports.get(url) });
+  const timeoutMs = 2000;
+  const transport = new TcpReplicaTransport({ timeoutMs, resolvePort: (url) => ports.get(url) });
   return {
     transport,
     nodeUrl,
     deadUrl,
+    timeoutMs,
     async cleanup() {
       await transport.close();
       await server.close();

