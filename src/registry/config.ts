@@ -14,7 +14,7 @@ export const registryOptions = defineOptions('registry', {
     env: 'DATA_DIR',
     default: './data/registry',
     valueName: '<dir>',
-    doc: 'Where the member list is kept (members.json)',
+    doc: 'Where the member list, members.json, is kept',
   }),
   downAfterMs: opt.int({
     flag: 'down-after-ms',
