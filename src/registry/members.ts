@@ -2,6 +2,7 @@ import { Conflict } from '../cluster/errors.js';
 import { Placement, phaseOf, type MemberPhase } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 import { ChangeFeed } from './change-feed.js';
+import { defaultRegistryConfig } from './config.js';
 import { deriveMemberId } from './member-id.js';
 
 /**
@@ -95,10 +96,10 @@ export class MemberTable {
   constructor(opts: MemberTableOptions) {
     this.downAfterMs = opts.downAfterMs;
     this.log = opts.log ?? silentLog;
-    this.replicationFactor = opts.replicationFactor ?? 3;
-    this.vnodes = opts.vnodes ?? 256;
-    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? 10 * 24 * 3600 * 1000;
-    this.downRemoveAfterMs = opts.downRemoveAfterMs ?? 0;
+    this.replicationFactor = opts.replicationFactor ?? defaultRegistryConfig.replicationFactor;
+    this.vnodes = opts.vnodes ?? defaultRegistryConfig.vnodes;
+    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? defaultRegistryConfig.tombstoneGraceMs;
+    this.downRemoveAfterMs = opts.downRemoveAfterMs ?? defaultRegistryConfig.downRemoveAfterMs;
     this.onMembershipChange = opts.onMembershipChange ?? (() => {});
   }
 
