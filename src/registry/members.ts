@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Conflict } from '../cluster/errors.js';
+import { silentLogger, type Logger } from '../cluster/logger.js';
 import { Placement, phaseOf, type MemberPhase } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 
@@ -47,15 +48,10 @@ export function deriveMemberId(url: string): string {
   return `${safe.slice(0, MAX_ID_LENGTH - ID_HASH_HEX - 1)}-${digest}`;
 }
 
-export interface MemberTableLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
 export interface MemberTableOptions {
   /** A member whose last heartbeat is older than this is marked down by sweep(). */
   downAfterMs: number;
-  log?: MemberTableLog;
+  log?: Pick<Logger, 'info' | 'warn'>;
   /** Placement settings used to find acquirers. Defaults 3 and 256. */
   replicationFactor?: number;
   vnodes?: number;
@@ -104,13 +100,12 @@ interface Waiter {
   done: () => void;
 }
 
-const silentLog: MemberTableLog = { info() {}, warn() {} };
 
 export class MemberTable {
   private readonly members = new Map<string, Member>();
   private readonly waiters = new Set<Waiter>();
   private readonly downAfterMs: number;
-  private readonly log: MemberTableLog;
+  private readonly log: Pick<Logger, 'info' | 'warn'>;
   private currentIndex = 0;
   private closed = false;
   private currentEpoch = 0;
@@ -124,7 +119,7 @@ export class MemberTable {
 
   constructor(opts: MemberTableOptions) {
     this.downAfterMs = opts.downAfterMs;
-    this.log = opts.log ?? silentLog;
+    this.log = opts.log ?? silentLogger;
     this.replicationFactor = opts.replicationFactor ?? 3;
     this.vnodes = opts.vnodes ?? 256;
     this.tombstoneGraceMs = opts.tombstoneGraceMs ?? 10 * 24 * 3600 * 1000;
