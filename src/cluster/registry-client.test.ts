@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { RegistryConfig } from '../registry/config.js';
 import { startRegistry } from '../registry/server.js';
-import { Heartbeater, MembershipWatcher, RegistryClient, RegistryError } from './registry-client.js';
+import { RegistryError } from './errors.js';
+import { Heartbeater, MembershipWatcher, RegistryClient } from './registry-client.js';
 import type { MemberView, RunningServer } from './types.js';
 
 const dirs: string[] = [];

@@ -21,9 +21,9 @@ import {
   encodePut,
   encodeRecordReply,
 } from './tcp-codec.js';
-import { FrameDecoder, MAX_FRAME_BYTES, Op, ProtocolError } from './tcp-protocol.js';
+import { ProtocolError, ReplicaUnreachable } from './errors.js';
+import { FrameDecoder, MAX_FRAME_BYTES, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
-import { ReplicaUnreachable } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
 interface Frame {

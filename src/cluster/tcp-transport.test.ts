@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Storage } from '../kv/storage.js';
 import { startTcpReplicaServer, type RunningTcpReplicaServer } from '../kv/tcp-replica-server.js';
+import { InvalidKey, InvalidRequest, ReplicaUnreachable, Unavailable } from './errors.js';
 import { formatVersion } from './hlc.js';
 import { decodeKey, encodeEmpty, encodeRecordReply } from './tcp-codec.js';
 import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
 import { replicaTransportContract } from './transport.contract.js';
-import { ReplicaUnreachable } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
 /** A port that was free a moment ago: connecting to it is refused. */
@@ -171,6 +171,21 @@ describe('TcpReplicaTransport failures and concurrency', () => {
       return true;
     });
     assert.equal(await transport.get(nodeUrl, 'never-written'), null);
+  });
+
+  test("an ERROR frame's code comes back as its class; only the replica's own failure is unreachable", async () => {
+    await assert.rejects(transport.put(nodeUrl, 'k', rec('not-a-version')), (err: unknown) => {
+      assert.ok(err instanceof InvalidRequest, String(err));
+      assert.match(err.message, /PUT answered ERROR: INVALID_REQUEST version must be a version/);
+      return true;
+    });
+    await assert.rejects(transport.put(nodeUrl, '', rec(v(0))), InvalidKey);
+    await assert.rejects(transport.list(nodeUrl, { prefix: '', after: '', limit: 0 }), InvalidRequest);
+    await assert.rejects(transport.storeHints(nodeUrl, 'kv-2', ['a']), (err: unknown) => {
+      assert.ok(err instanceof ReplicaUnreachable);
+      assert.ok(err.cause instanceof Unavailable);
+      return true;
+    });
   });
 
   test('hints reach the server handler intact', async () => {

@@ -4,7 +4,7 @@ import { isVersion } from '../cluster/hlc.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 
 /**
- * The wire shapes of the sync API (src/kv/repair-api.ts) and its client
+ * The wire shapes of the repair API (src/kv/repair-api.ts) and its client
  * (src/kv/repair-client.ts), and the checks both sides run on them. Bodies are
  * MessagePack (`application/x-msgpack`) so values travel as raw bytes;
  * requests that carry no values may also be JSON.
@@ -20,7 +20,6 @@ export const SYNC_FETCH_PATH = '/internal/sync/fetch';
 export const SYNC_RANGE_PATH = '/internal/sync/range';
 export const SYNC_APPLY_PATH = '/internal/sync/apply';
 export const SYNC_STATUS_PATH = '/internal/sync/status';
-export const HINTS_PATH = '/internal/hints';
 
 /** Most ranges in one digests request. */
 export const MAX_DIGEST_RANGES = 20_000;

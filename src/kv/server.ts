@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { createHttpServer } from '../cluster/http-server.js';
+import { KV_PATH } from '../cluster/http-wire.js';
 import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
@@ -9,7 +10,7 @@ import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } fr
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
 import { loadOrCreateNodeId } from './node-id.js';
-import { KV_PATH, registerReplicaApi } from './replica-api.js';
+import { registerReplicaApi } from './replica-api.js';
 import { Storage } from './storage.js';
 import { registerRepairApi } from './repair-api.js';
 import { RepairClient } from './repair-client.js';
