@@ -33,7 +33,7 @@ export const FETCH_BYTE_BUDGET = 4 * 1024 * 1024;
 /** Plain MessagePack maps (no msgpackr record extension), so any MessagePack decoder can talk to it. */
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: false });
 
-/** One record as the sync API ships it: a ReplicaRecord with its key. */
+/** One record as the repair API ships it: a ReplicaRecord with its key. */
 export interface RepairRecord extends ReplicaRecord {
   key: string;
 }

@@ -27,7 +27,7 @@ export interface RunningKvServer extends RunningServer {
 const MAX_SETTLE_WINDOW_MS = 5000;
 
 /**
- * Starts one KV server: opens its storage, serves the replica and sync APIs
+ * Starts one KV server: opens its storage, serves the replica and repair APIs
  * and /metrics, heartbeats to the registry (reporting transfer progress),
  * follows the member view, and runs anti-entropy and hinted hand-off.
  * Start-up never waits for the registry: the server serves gateways that
