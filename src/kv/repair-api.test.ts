@@ -13,6 +13,7 @@ import { startKvServer, type RunningKvServer } from './server.js';
 import { RepairClient } from './repair-client.js';
 import { RecordCodec, encodeRecord } from './record-codec.js';
 import { MSGPACK, packr, type RepairRecord } from './repair-wire.js';
+import { stamped } from '../test/support/index.js';
 
 /**
  * The sync API of one KV server, through RepairClient and raw requests. No
@@ -24,13 +25,7 @@ const client = new RepairClient({ timeoutMs: 5000 });
 const clock = new HybridClock('apitest');
 let kv: RunningKvServer;
 
-const rec = (key: string, value: string, tombstone = false): RepairRecord => ({
-  key,
-  value: Buffer.from(tombstone ? '' : value),
-  version: clock.next(),
-  tombstone,
-  contentType: 'text/plain',
-});
+const rec = (key: string, value: string, tombstone = false): RepairRecord => ({ key, ...stamped(clock, value, tombstone) });
 
 before(async () => {
   kv = await startKvServer({
