@@ -12,7 +12,7 @@ import { decodeKey, encodeEmpty, encodeRecordReply } from './tcp-codec.js';
 import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
 import { replicaTransportContract } from './transport.contract.js';
-import type { ReplicaRecord } from './types.js';
+import { record as rec } from '../test/support/index.js';
 
 /** A port that was free a moment ago: connecting to it is refused. */
 async function closedPort(): Promise<number> {
@@ -56,12 +56,6 @@ describe('TcpReplicaTransport failures and concurrency', () => {
   const nodeUrl = 'http://127.0.0.1:7001';
   const silentUrl = 'http://127.0.0.1:7003';
   const reverseUrl = 'http://127.0.0.1:7004';
-  const rec = (version: string, value = 'x'): ReplicaRecord => ({
-    value: Buffer.from(value),
-    version,
-    tombstone: false,
-    contentType: 'text/plain',
-  });
   const v = (counter: number) => formatVersion({ wall: Date.now(), counter }, 'g');
   let dataDir: string;
   let storage: Storage;

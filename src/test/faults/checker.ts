@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ring } from '../../cluster/ring.js';
-import { http, kvUrl } from '../support/cluster.js';
+import { http, kvUrl } from '../support/index.js';
 import { versionOfEtag, type History, type ReadRecord, type WriteRecord } from './workload.js';
 
 /**
