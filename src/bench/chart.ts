@@ -1,5 +1,5 @@
 import { SYSTEMS, WORKLOADS } from './options.js';
-import { SYSTEM_LABEL, WORKLOAD_LABEL, type Summary } from './report.js';
+import { SYSTEM_LABEL, WORKLOAD_LABEL, type Summary } from './comparison-report.js';
 
 /** Fixed colours per system so charts from different runs read the same way. */
 const COLOURS: Record<string, string> = {

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Consistency } from '../cluster/types.js';
 import type { SyncMode } from '../kv/storage.js';
-import { BIN, freePort } from '../test/support/process.js';
-import { ChildService, fetchJson, waitUntil } from './child.js';
+import { isUpAndActive, waitHealthy } from '../test/support/probe.js';
+import { FlexProcess, freePort } from '../test/support/process.js';
+import { BENCH_WAIT, fetchJson, waitUntil } from './child.js';
 
 export interface BenchClusterOptions {
   kvCount: number;
@@ -22,20 +23,17 @@ export interface BenchClusterOptions {
  * Heartbeat and down-after intervals are the production defaults: under full
  * load on a small machine a shorter down-after would mark busy servers down
  * and measure failover instead of steady state.
+ *
+ * Built on the test suite's process launcher (FlexProcess), but stopped
+ * gracefully (SIGTERM) rather than killed, so a profiled process writes its
+ * profile.
  */
-/** A FlexStore process started through the CLI shim, optionally with Node.js flags of its own. */
-function flexProcess(name: string, args: string[], nodeFlags: string[] = [], logLevel = 'warn'): ChildService {
-  return new ChildService(name, process.execPath, [...nodeFlags, BIN, ...args], {
-    env: { ...process.env, LOG_LEVEL: logLevel },
-  });
-}
-
 export class BenchCluster {
   registryPort = 0;
   gatewayPort = 0;
-  registry!: ChildService;
-  gateway!: ChildService;
-  readonly kvs: Array<{ port: number; dataDir: string; proc: ChildService }> = [];
+  registry!: FlexProcess;
+  gateway!: FlexProcess;
+  readonly kvs: Array<{ port: number; dataDir: string; proc: FlexProcess }> = [];
 
   private constructor(
     readonly dir: string,
@@ -47,7 +45,7 @@ export class BenchCluster {
     const c = new BenchCluster(dir, opts);
     try {
       c.registryPort = await freePort();
-      c.registry = flexProcess('registry', [
+      c.registry = new FlexProcess('registry', [
         'registry',
         '--port', String(c.registryPort),
         '--host', '127.0.0.1',
@@ -55,7 +53,7 @@ export class BenchCluster {
         '--replication-factor', String(opts.replicationFactor),
         '--log-level', 'warn',
       ]);
-      await c.waitHealthy(c.registry, `${c.registryUrl}/health`);
+      await waitHealthy(c.registry, `${c.registryUrl}/health`, BENCH_WAIT);
       for (let i = 0; i < opts.kvCount; i++) await c.addKv();
       c.gatewayPort = await freePort();
       await c.startGateway();
@@ -70,11 +68,11 @@ export class BenchCluster {
    * Starts one more KV server and waits until it answers (not until it has
    * joined: a caller timing the join watches that itself).
    */
-  async addKv(logLevel = 'warn'): Promise<{ port: number; dataDir: string; proc: ChildService }> {
+  async addKv(logLevel = 'warn'): Promise<{ port: number; dataDir: string; proc: FlexProcess }> {
     const i = this.kvs.length;
     const port = await freePort();
     const dataDir = path.join(this.dir, `kv-${i}`);
-    const proc = flexProcess(`kv${i}`, [
+    const proc = new FlexProcess(`kv${i}`, [
       'kv',
       '--port', String(port),
       '--host', '127.0.0.1',
@@ -83,10 +81,10 @@ export class BenchCluster {
       '--replication-factor', String(this.opts.replicationFactor),
       '--sync', this.opts.sync,
       '--log-level', logLevel,
-    ], ['--expose-gc'], logLevel); // --expose-gc: the scale run reads the live heap (/health-check?gc=1)
+    ], { LOG_LEVEL: logLevel }, ['--expose-gc']); // --expose-gc: the scale run reads the live heap (/health-check?gc=1)
     const kv = { port, dataDir, proc };
     this.kvs.push(kv);
-    await this.waitHealthy(proc, `http://127.0.0.1:${port}/health-check`);
+    await waitHealthy(proc, `http://127.0.0.1:${port}/health-check`, BENCH_WAIT);
     return kv;
   }
 
@@ -109,7 +107,7 @@ export class BenchCluster {
    */
   async startGateway(nodeFlags: string[] = []): Promise<void> {
     if (this.gateway?.running) await this.gateway.stop();
-    this.gateway = flexProcess(
+    this.gateway = new FlexProcess(
       'gateway',
       [
         'gateway',
@@ -120,14 +118,15 @@ export class BenchCluster {
         '--consistency', this.opts.consistency,
         '--log-level', 'warn',
       ],
+      {},
       nodeFlags,
     );
-    await this.waitHealthy(this.gateway, `${this.gatewayUrl}/cluster`);
+    await waitHealthy(this.gateway, `${this.gatewayUrl}/cluster`, BENCH_WAIT);
     // Up and active: measuring while a member still joins would time its range pull too.
     await waitUntil(`${this.opts.kvCount} KV servers up and active at the gateway`, async () => {
       const res = await fetchJson('GET', `${this.gatewayUrl}/cluster`);
       const members = (res.json?.members ?? []) as Array<{ state: string; phase?: string }>;
-      return members.filter((m) => m.state === 'up' && (m.phase ?? 'active') === 'active').length === this.opts.kvCount;
+      return members.filter(isUpAndActive).length === this.opts.kvCount;
     });
   }
 
@@ -149,14 +148,5 @@ export class BenchCluster {
   logs(): string {
     const procs = [this.registry, ...this.kvs.map((k) => k.proc), this.gateway].filter(Boolean);
     return procs.map((p) => `--- ${p.name}\n${p.logs()}`).join('\n');
-  }
-
-  private async waitHealthy(proc: ChildService, url: string): Promise<void> {
-    await waitUntil(`${proc.name} at ${url}`, async () => {
-      if (!proc.running) return true;
-      const res = await fetchJson('GET', url, undefined, 1000);
-      return res.status < 500 || res.status === 503;
-    });
-    if (!proc.running) throw new Error(`${proc.name} exited during start-up:\n${proc.logs()}`);
   }
 }

@@ -13,7 +13,7 @@ import {
   verdicts,
   type BenchReport,
   type RunRecord,
-} from './report.js';
+} from './comparison-report.js';
 import { machineInfo, REPO_ROOT } from './output.js';
 import { runStreamBench, type StreamResult } from './stream.js';
 import { KeyDeck, etcdProtocol, kvProtocol, makeValue, workloadRequests, type Protocol } from './workloads.js';

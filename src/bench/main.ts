@@ -3,7 +3,8 @@ import { pathToFileURL } from 'node:url';
 import { runComparison, type Cleanup } from './compare.js';
 import { BENCH_HELP, BenchUsageError, parseBenchArgs } from './options.js';
 import { DEFAULT_RESULTS_DIR, writeBenchResults, writeDocs, writeScaleResults } from './output.js';
-import { terminalReport, terminalScaleReport } from './report.js';
+import { terminalReport } from './comparison-report.js';
+import { terminalScaleReport } from './scale-report.js';
 import { runScale } from './scale.js';
 
 /**

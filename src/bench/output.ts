@@ -4,16 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderSvg, throughputSpec } from './chart.js';
-import {
-  configLine,
-  machineLine,
-  markdownReport,
-  markdownScaleReport,
-  renderDocs,
-  type BenchReport,
-  type MachineInfo,
-  type ScaleReport,
-} from './report.js';
+import { configLine, machineLine, markdownReport, type BenchReport, type MachineInfo } from './comparison-report.js';
+import { renderDocs } from './docs-splice.js';
+import { markdownScaleReport, type ScaleReport } from './scale-report.js';
 
 /** The repository root (this file runs from dist/bench). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -5,24 +5,19 @@ import { Samples } from './load.js';
 import { BenchUsageError, DEFAULT_OPTIONS, parseBenchArgs } from './options.js';
 import { topSelfTime, type CpuProfile } from './profile.js';
 import {
-  scaleVerdicts,
-  markdownScaleReport,
-  type ScaleReport,
-  DOCS_BEGIN,
-  DOCS_END,
   markdownReport,
-  markdownTable,
   median,
   ratios,
-  renderDocs,
   summarize,
   terminalReport,
-  textTable,
   verdicts,
   type BenchReport,
   type RunRecord,
   type Summary,
-} from './report.js';
+} from './comparison-report.js';
+import { DOCS_BEGIN, DOCS_END, renderDocs } from './docs-splice.js';
+import { markdownScaleReport, scaleVerdicts, type ScaleReport } from './scale-report.js';
+import { markdownTable, textTable } from './tables.js';
 import { KeyDeck, workloadRequests, kvProtocol, makeValue } from './workloads.js';
 
 function m(rps: number, p99: number, extra: Partial<Measurement> = {}): Measurement {

@@ -8,7 +8,7 @@ import { KV_SERVERS, type Cleanup } from './compare.js';
 import { range, runLoad } from './load.js';
 import type { BenchOptions } from './options.js';
 import { machineInfo } from './output.js';
-import type { ScaleReport, ScaleStep } from './report.js';
+import type { ScaleReport, ScaleStep } from './scale-report.js';
 import { kvProtocol, makeValue, workloadRequests } from './workloads.js';
 
 const MiB = 2 ** 20;

@@ -1,5 +1,6 @@
 import { FlexStoreClient, FlexStoreConnectionError, FlexStoreRequestError } from '../client/index.js';
-import { clientSettingsFrom, formatRows, type CommandName, type ParsedCommand } from './options.js';
+import { clientSettingsFrom, type CommandName } from './commands.js';
+import { formatRows, type ParsedCommand } from './options.js';
 
 /**
  * put, get, del, ls and status: thin wrappers over FlexStoreClient. Each

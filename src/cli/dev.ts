@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { DevConfig } from './options.js';
+import type { DevConfig } from './commands.js';
 
 /**
  * `flexstore dev`: a whole cluster on one machine. Every server is a child

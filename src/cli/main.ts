@@ -2,18 +2,15 @@ import { readFileSync } from 'node:fs';
 import type { RunningServer } from '../cluster/types.js';
 import { isClientCommand, runClientCommand } from './client-commands.js';
 import {
-  UsageError,
   commands,
   devConfigFrom,
-  formatCommandHelp,
-  formatRows,
   gatewayConfigFrom,
   isCommandName,
   kvConfigFrom,
-  parseCommand,
   registryConfigFrom,
   type CommandName,
-} from './options.js';
+} from './commands.js';
+import { UsageError, formatCommandHelp, formatRows, parseCommand } from './options.js';
 
 /**
  * The flexstore command. This file and its helpers in src/cli are the only

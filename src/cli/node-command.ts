@@ -1,4 +1,5 @@
-import { RegistryClient, RegistryError } from '../cluster/registry-client.js';
+import { RegistryError } from '../cluster/errors.js';
+import { RegistryClient } from '../cluster/registry-client.js';
 import { UsageError, type ParsedCommand } from './options.js';
 
 /**

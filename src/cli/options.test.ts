@@ -4,17 +4,14 @@ import { defaultGatewayConfig } from '../gateway/config.js';
 import { defaultKvConfig } from '../kv/config.js';
 import { defaultRegistryConfig } from '../registry/config.js';
 import {
-  UsageError,
   clientSettingsFrom,
   commands,
   devConfigFrom,
-  formatCommandHelp,
   gatewayConfigFrom,
   kvConfigFrom,
-  parseCommand,
-  parseHttpUrl,
   registryConfigFrom,
-} from './options.js';
+} from './commands.js';
+import { UsageError, formatCommandHelp, parseCommand, parseHttpUrl } from './options.js';
 
 const noEnv = {};
 

@@ -1,9 +1,15 @@
 /**
  * The closed set of FlexStore errors. Every error a client can see is one of
- * these classes; `errorTable` maps each code to its HTTP status, and
- * `toErrorBody` produces the one JSON shape every error response has:
+ * these classes; `errorTable` maps each code to its HTTP status and its class,
+ * and `toErrorBody` produces the one JSON shape every error response has:
  *
  *   {"success": false, "error": "<readable message>", "code": "<MACHINE_CODE>", ...details}
+ *
+ * The same codes travel between processes (an HTTP error body, a TCP ERROR
+ * frame); `peerError` turns one received from a peer back into its class.
+ * The internal errors at the end (ReplicaUnreachable, ProtocolError,
+ * RegistryError) never reach a client as such: the caller turns them into
+ * one of the classes above (a QuorumNotMet, say) or a start-up failure.
  */
 
 export type ErrorCode =
@@ -17,28 +23,31 @@ export type ErrorCode =
   | 'QUORUM_NOT_MET'
   | 'NO_MEMBERS'
   | 'UNAVAILABLE'
-  | 'UNAUTHORIZED'
-  | 'REPLICA_ERROR'
   | 'INTERNAL';
 
-/** code → HTTP status. The only place statuses are chosen. */
-export const errorTable: Readonly<Record<ErrorCode, number>> = {
-  INVALID_KEY: 400,
-  INVALID_REQUEST: 400,
-  UNAUTHORIZED: 401,
-  KEY_NOT_FOUND: 404,
-  NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
-  CONFLICT: 409,
-  PAYLOAD_TOO_LARGE: 413,
-  INTERNAL: 500,
-  REPLICA_ERROR: 502,
-  QUORUM_NOT_MET: 503,
-  NO_MEMBERS: 503,
-  UNAVAILABLE: 503,
-};
-
 export type ErrorDetails = Record<string, unknown>;
+
+/**
+ * code → HTTP status, and how an error of that code received from a peer
+ * (message and details as the peer sent them) is made again. The only place
+ * statuses are chosen. The arrows run only after the classes below exist.
+ */
+export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (message: string, details: ErrorDetails) => FlexStoreError }>> = {
+  INVALID_KEY: { status: 400, make: (m, d) => new InvalidKey(m, d) },
+  INVALID_REQUEST: { status: 400, make: (m, d) => new InvalidRequest(m, d) },
+  KEY_NOT_FOUND: { status: 404, make: (m, d) => withMessage(new KeyNotFound(String(d.key ?? ''), d), m) },
+  NOT_FOUND: { status: 404, make: (m, d) => new RouteNotFound(m, d) },
+  METHOD_NOT_ALLOWED: { status: 405, make: (m, d) => new MethodNotAllowed(m, d) },
+  CONFLICT: { status: 409, make: (m, d) => new Conflict(m, d) },
+  PAYLOAD_TOO_LARGE: { status: 413, make: (m, d) => new PayloadTooLarge(m, d) },
+  INTERNAL: { status: 500, make: (m, d) => new InternalError(m, d) },
+  QUORUM_NOT_MET: {
+    status: 503,
+    make: (m, d) => withMessage(new QuorumNotMet('', Number(d.required), Number(d.answered), d), m),
+  },
+  NO_MEMBERS: { status: 503, make: (m, d) => new NoMembers(m, d) },
+  UNAVAILABLE: { status: 503, make: (m, d) => new Unavailable(m, d) },
+};
 
 export abstract class FlexStoreError extends Error {
   abstract readonly code: ErrorCode;
@@ -49,7 +58,7 @@ export abstract class FlexStoreError extends Error {
     this.details = details;
   }
   get status(): number {
-    return errorTable[this.code];
+    return errorTable[this.code].status;
   }
 }
 
@@ -100,13 +109,6 @@ export class NoMembers extends FlexStoreError {
 export class Unavailable extends FlexStoreError {
   readonly code = 'UNAVAILABLE' as const;
 }
-export class Unauthorized extends FlexStoreError {
-  readonly code = 'UNAUTHORIZED' as const;
-}
-/** A replica answered with something the protocol does not allow. */
-export class ReplicaError extends FlexStoreError {
-  readonly code = 'REPLICA_ERROR' as const;
-}
 export class InternalError extends FlexStoreError {
   readonly code = 'INTERNAL' as const;
 }
@@ -132,6 +134,7 @@ export function toErrorBody(err: FlexStoreError): ErrorBody {
  */
 export function normalizeError(err: unknown): FlexStoreError {
   if (err instanceof FlexStoreError) return err;
+  if (err instanceof ProtocolError) return new InvalidRequest(err.message, {}, { cause: err });
   const e = err as { code?: string; statusCode?: number; message?: string } | undefined;
   const message = e?.message ?? String(err);
   switch (e?.code) {
@@ -151,4 +154,74 @@ export function normalizeError(err: unknown): FlexStoreError {
     return new InvalidRequest(message, {}, { cause: err });
   }
   return new InternalError(message, {}, { cause: err });
+}
+
+function withMessage<E extends FlexStoreError>(err: E, message: string): E {
+  err.message = message;
+  return err;
+}
+
+/**
+ * What a peer's error answer means to the caller. `answer` says what came
+ * back ("PUT answered 400: INVALID_KEY key is empty"); `code` and `details`
+ * are the FlexStore code and details in it, when it had them.
+ *
+ * A code that blames the request (a 4xx) comes back as its own class: the
+ * peer is up and asking it again would get the same answer, so the caller
+ * must not count the peer as down. Everything else means this peer cannot
+ * serve the call: its own failure (a 5xx code), a route it does not have
+ * (NOT_FOUND, METHOD_NOT_ALLOWED: not a compatible KV server), or no code at
+ * all. That is a ReplicaUnreachable, with the peer's error as its cause.
+ * Either way the message is the same: the node URL and the answer.
+ */
+export function peerError(
+  nodeUrl: string,
+  answer: string,
+  code?: string,
+  details: ErrorDetails = {},
+): FlexStoreError | ReplicaUnreachable {
+  const known = code !== undefined && Object.hasOwn(errorTable, code) ? errorTable[code as ErrorCode] : undefined;
+  const err = known?.make(`${nodeUrl}: ${answer}`, details);
+  if (err && err.status < 500 && !(err instanceof RouteNotFound) && !(err instanceof MethodNotAllowed)) return err;
+  return new ReplicaUnreachable(nodeUrl, answer, err && { cause: err });
+}
+
+// ---- internal errors: between FlexStore processes, never a client's answer ----
+
+/**
+ * A replica or peer could not serve a call: no connection, no answer before
+ * the deadline, a failure of its own, or an answer the protocol does not
+ * allow. Callers count it as a missing replica (and, on the gateway, suspect
+ * the node for a moment).
+ */
+export class ReplicaUnreachable extends Error {
+  constructor(
+    readonly nodeUrl: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${nodeUrl}: ${message}`, options);
+    this.name = 'ReplicaUnreachable';
+  }
+}
+
+/** The peer broke the TCP framing or sent a body that does not parse; the connection must close. */
+export class ProtocolError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** A registry call failed. `status` is the HTTP status, or undefined when no answer came. */
+export class RegistryError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'RegistryError';
+  }
 }

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startKvServer } from '../kv/server.js';
+import { InternalError, InvalidKey, ReplicaUnreachable } from './errors.js';
 import { formatVersion } from './hlc.js';
 import { HttpReplicaTransport } from './http-transport.js';
 import { replicaTransportContract } from './transport.contract.js';
-import { ReplicaUnreachable } from './transport.js';
 
 /** A port that was free a moment ago: connecting to it is refused. */
 async function closedPortUrl(): Promise<string> {
@@ -112,6 +112,19 @@ describe('HttpReplicaTransport failure mapping', () => {
       return true;
     });
     await assert.rejects(transport.list(fakeUrl, { prefix: '', after: '', limit: 1 }), ReplicaUnreachable);
+  });
+
+  test("a replica's 4xx rejects with its error's class: the replica refused the request, it is not unreachable", async () => {
+    await assert.rejects(transport.put(fakeUrl, 'k400', rec), (err: unknown) => {
+      assert.ok(err instanceof InvalidKey, String(err));
+      assert.match(err.message, /PUT answered 400: INVALID_KEY fake 400/);
+      return true;
+    });
+    await assert.rejects(transport.get(fakeUrl, 'k500'), (err: unknown) => {
+      assert.ok(err instanceof ReplicaUnreachable);
+      assert.ok(err.cause instanceof InternalError);
+      return true;
+    });
   });
 
   test('an invalid node URL and a closed transport reject with ReplicaUnreachable', async () => {

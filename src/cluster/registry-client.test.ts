@@ -1,28 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { RegistryConfig } from '../registry/config.js';
 import { startRegistry } from '../registry/server.js';
-import { Heartbeater, MembershipWatcher, RegistryClient, RegistryError } from './registry-client.js';
+import { RegistryError } from './errors.js';
+import { Heartbeater, MembershipWatcher, RegistryClient } from './registry-client.js';
 import type { MemberView, RunningServer } from './types.js';
+import { tempDirs } from '../test/support/index.js';
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'flexstore-registry-client-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('flexstore-registry-client-');
 
 const FAST: Partial<RegistryConfig> = { host: '127.0.0.1', downAfterMs: 300, sweepIntervalMs: 50, logLevel: 'silent' };
 
 async function registry(cfg: Partial<RegistryConfig> = {}): Promise<RunningServer> {
-  const reg = await startRegistry({ port: 0, dataDir: await tempDir(), ...FAST, ...cfg });
+  const reg = await startRegistry({ port: 0, dataDir: tempDir(), ...FAST, ...cfg });
   after(() => reg.close());
   return reg;
 }
@@ -132,7 +122,7 @@ describe('Heartbeater', () => {
   it('warns once while the registry is away and says so when it is back', async () => {
     const reg = await registry();
     const port = reg.port;
-    const dataDir = await tempDir();
+    const dataDir = tempDir();
     await reg.close();
     const { lines, log } = recordingLog();
     // report() runs at the start of every beat, so it counts them.
@@ -194,7 +184,7 @@ describe('MembershipWatcher', () => {
   });
 
   it('survives a registry restart on the same data dir and port', async () => {
-    const dataDir = await tempDir();
+    const dataDir = tempDir();
     const first = await startRegistry({ port: 0, dataDir, ...FAST });
     after(() => first.close());
     const port = first.port;

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { RegistryError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
 import type { Member, MemberView } from './types.js';
 
 /**
@@ -15,26 +17,7 @@ import type { Member, MemberView } from './types.js';
  *   While the registry is away it keeps serving the last view it saw.
  */
 
-export interface RegistryLog {
-  info(obj: object | string, msg?: string): void;
-  warn(obj: object | string, msg?: string): void;
-}
-
-const silentLog: RegistryLog = { info() {}, warn() {} };
 const DEFAULT_TIMEOUT_MS = 2000;
-
-/** A registry call failed. `status` is the HTTP status, or undefined when no answer came. */
-export class RegistryError extends Error {
-  constructor(
-    message: string,
-    readonly status?: number,
-    readonly code?: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'RegistryError';
-  }
-}
 
 export class RegistryClient {
   readonly baseUrl: string;
@@ -157,7 +140,7 @@ export interface HeartbeaterOptions {
   /** The URL other processes reach this KV server by. */
   url: string;
   intervalMs: number;
-  log?: RegistryLog;
+  log?: Pick<Logger, 'info' | 'warn'>;
   /** Extra fields merged into every heartbeat body (e.g. transfer progress). */
   report?: () => Record<string, unknown>;
   /**
@@ -177,7 +160,7 @@ export interface HeartbeaterOptions {
  */
 export class Heartbeater {
   private readonly client: RegistryClient;
-  private readonly log: RegistryLog;
+  private readonly log: Pick<Logger, 'info' | 'warn'>;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private running = false;
@@ -187,7 +170,7 @@ export class Heartbeater {
 
   constructor(private readonly opts: HeartbeaterOptions) {
     this.client = new RegistryClient(opts.registryUrl, { timeoutMs: Math.max(1000, opts.intervalMs) });
-    this.log = opts.log ?? silentLog;
+    this.log = opts.log ?? silentLogger;
   }
 
   /** True while the last attempt succeeded. */
@@ -258,7 +241,7 @@ export interface MembershipWatcherOptions {
   waitSeconds?: number;
   /** How long start() waits for a first view before resolving without one. Default 5000 ms. */
   initialTimeoutMs?: number;
-  log?: RegistryLog;
+  log?: Pick<Logger, 'info' | 'warn'>;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -276,7 +259,7 @@ const BACKOFF_MAX_MS = 2000;
  */
 export class MembershipWatcher extends EventEmitter {
   private readonly client: RegistryClient;
-  private readonly log: RegistryLog;
+  private readonly log: Pick<Logger, 'info' | 'warn'>;
   private readonly waitSeconds: number;
   private readonly initialTimeoutMs: number;
   private current: MemberView | null = null;
@@ -287,7 +270,7 @@ export class MembershipWatcher extends EventEmitter {
   constructor(opts: MembershipWatcherOptions) {
     super();
     this.client = new RegistryClient(opts.registryUrl);
-    this.log = opts.log ?? silentLog;
+    this.log = opts.log ?? silentLogger;
     this.waitSeconds = opts.waitSeconds ?? 30;
     this.initialTimeoutMs = opts.initialTimeoutMs ?? 5000;
   }

@@ -1,5 +1,6 @@
 import { codeUnitBytes, readCodeUnits, writeCodeUnits } from './code-units.js';
-import { FRAME_HEADER_BYTES, Op, ProtocolError, allocFrame as alloc } from './tcp-protocol.js';
+import { ProtocolError, normalizeError } from './errors.js';
+import { FRAME_HEADER_BYTES, Op, allocFrame as alloc } from './tcp-protocol.js';
 import type { ListEntry, ListPage, ListQuery, PutResult } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
@@ -18,7 +19,7 @@ import type { ReplicaRecord } from './types.js';
  *   OK to PUT  → [applied u8][version]
  *   OK to LIST → [more u8][count u32] then count × ([flags u8][vlen u8][klen u32][version][key])
  *   OK to HINTS, NOT_FOUND → empty
- *   ERROR      → UTF-8 text, "<CODE> <message>" for FlexStore errors
+ *   ERROR      → UTF-8 text, "<CODE> <message>", CODE one of errors.ts
  *
  * flags bit 0 is the tombstone flag.
  *
@@ -51,15 +52,20 @@ export function encodeEmpty(id: number, op: number): Buffer {
   return alloc(id, op, 0);
 }
 
-export function encodeError(id: number, message: string): Buffer {
-  const text = Buffer.from(message.slice(0, 1000), 'utf8');
+/** An ERROR reply for err, as the HTTP API would answer it (normalizeError: a ProtocolError is INVALID_REQUEST). */
+export function encodeError(id: number, err: unknown): Buffer {
+  const fe = normalizeError(err);
+  const text = Buffer.from(`${fe.code} ${fe.message}`.slice(0, 1000), 'utf8');
   const buf = alloc(id, Op.ERROR, text.length);
   text.copy(buf, FRAME_HEADER_BYTES);
   return buf;
 }
 
-export function decodeError(body: Buffer): string {
-  return body.toString('utf8');
+/** An ERROR reply's text, and its code when it starts with one (errors.ts peerError turns it back into its class). */
+export function decodeError(body: Buffer): { code?: string; text: string } {
+  const text = body.toString('utf8');
+  const code = /^[A-Z_]+(?= |$)/.exec(text)?.[0];
+  return code === undefined ? { text } : { code, text };
 }
 
 export function encodeGet(id: number, key: string): Buffer {

@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Storage } from '../kv/storage.js';
@@ -21,10 +18,11 @@ import {
   encodePut,
   encodeRecordReply,
 } from './tcp-codec.js';
-import { FrameDecoder, MAX_FRAME_BYTES, Op, ProtocolError } from './tcp-protocol.js';
+import { ProtocolError, ReplicaUnreachable } from './errors.js';
+import { FrameDecoder, MAX_FRAME_BYTES, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
-import { ReplicaUnreachable } from './transport.js';
 import type { ReplicaRecord } from './types.js';
+import { record, tempDirs, version } from '../test/support/index.js';
 
 interface Frame {
   id: number;
@@ -149,12 +147,12 @@ describe('frame bodies', () => {
 });
 
 describe('TCP replica server and transport across a crash', () => {
-  const dirs: string[] = [];
   const children = new Set<ChildProcess>();
   after(() => {
     for (const c of children) c.kill('SIGKILL');
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
+  // Registered after the kill above, so the dirs go once their servers have.
+  const tempDir = tempDirs('flexstore-tcp-protocol-');
 
   /** A KV replica in its own process, so it can be killed like a real one. */
   async function startReplica(dataDir: string, port: number): Promise<{ child: ChildProcess; port: number }> {
@@ -177,19 +175,13 @@ describe('TCP replica server and transport across a crash', () => {
   }
 
   test('a killed server fails pending calls at once; calls reconnect after it restarts', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-crash-'));
-    dirs.push(dir);
+    const dir = tempDir();
     let replica = await startReplica(dir, 0);
     const port = replica.port;
     const nodeUrl = 'http://127.0.0.1:1';
     const callTimeoutMs = 10_000;
     const transport = new TcpReplicaTransport({ timeoutMs: callTimeoutMs, resolvePort: () => port });
-    const rec = (i: number): ReplicaRecord => ({
-      value: Buffer.from(`value-${i}`),
-      version: formatVersion({ wall: Date.now(), counter: i }, 'crash'),
-      tombstone: false,
-      contentType: 'text/plain',
-    });
+    const rec = (i: number): ReplicaRecord => record(version(Date.now(), i, 'crash'), `value-${i}`);
     try {
       const acked: number[] = [];
       const errors: unknown[] = [];
@@ -250,8 +242,7 @@ describe('TCP replica server and transport across a crash', () => {
   });
 
   test('an oversize frame closes only the connection that sent it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-oversize-'));
-    dirs.push(dir);
+    const dir = tempDir();
     const storage = Storage.open(dir);
     const warnings: object[] = [];
     const server = await startTcpReplicaServer({

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { ProtocolError } from './errors.js';
 
 /**
  * The framed binary replica protocol spoken between gateways and KV servers
@@ -32,14 +33,6 @@ export const Op = {
 export const FRAME_HEADER_BYTES = 9;
 /** Largest frame (after the length field) either side accepts. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
-
-/** The peer broke the framing or sent a body that does not parse; the connection must close. */
-export class ProtocolError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ProtocolError';
-  }
-}
 
 /**
  * Turns a stream of TCP chunks into frames. Complete frames inside a chunk

@@ -6,13 +6,13 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Storage } from '../kv/storage.js';
 import { startTcpReplicaServer, type RunningTcpReplicaServer } from '../kv/tcp-replica-server.js';
+import { InvalidKey, InvalidRequest, ReplicaUnreachable, Unavailable } from './errors.js';
 import { formatVersion } from './hlc.js';
 import { decodeKey, encodeEmpty, encodeRecordReply } from './tcp-codec.js';
 import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
 import { replicaTransportContract } from './transport.contract.js';
-import { ReplicaUnreachable } from './transport.js';
-import type { ReplicaRecord } from './types.js';
+import { record as rec } from '../test/support/index.js';
 
 /** A port that was free a moment ago: connecting to it is refused. */
 async function closedPort(): Promise<number> {
@@ -58,12 +58,6 @@ describe('TcpReplicaTransport failures and concurrency', () => {
   const nodeUrl = 'http://127.0.0.1:7001';
   const silentUrl = 'http://127.0.0.1:7003';
   const reverseUrl = 'http://127.0.0.1:7004';
-  const rec = (version: string, value = 'x'): ReplicaRecord => ({
-    value: Buffer.from(value),
-    version,
-    tombstone: false,
-    contentType: 'text/plain',
-  });
   const v = (counter: number) => formatVersion({ wall: Date.now(), counter }, 'g');
   let dataDir: string;
   let storage: Storage;
@@ -173,6 +167,21 @@ describe('TcpReplicaTransport failures and concurrency', () => {
       return true;
     });
     assert.equal(await transport.get(nodeUrl, 'never-written'), null);
+  });
+
+  test("an ERROR frame's code comes back as its class; only the replica's own failure is unreachable", async () => {
+    await assert.rejects(transport.put(nodeUrl, 'k', rec('not-a-version')), (err: unknown) => {
+      assert.ok(err instanceof InvalidRequest, String(err));
+      assert.match(err.message, /PUT answered ERROR: INVALID_REQUEST version must be a version/);
+      return true;
+    });
+    await assert.rejects(transport.put(nodeUrl, '', rec(v(0))), InvalidKey);
+    await assert.rejects(transport.list(nodeUrl, { prefix: '', after: '', limit: 0 }), InvalidRequest);
+    await assert.rejects(transport.storeHints(nodeUrl, 'kv-2', ['a']), (err: unknown) => {
+      assert.ok(err instanceof ReplicaUnreachable);
+      assert.ok(err.cause instanceof Unavailable);
+      return true;
+    });
   });
 
   test('hints reach the server handler intact', async () => {

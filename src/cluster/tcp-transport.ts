@@ -1,5 +1,7 @@
 import { connect, type Socket } from 'node:net';
+import { ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
 import { isVersion } from './hlc.js';
+import { MAX_ERROR_TEXT } from './http-wire.js';
 import {
   decodeError,
   decodeListReply,
@@ -10,23 +12,17 @@ import {
   encodeList,
   encodePut,
 } from './tcp-codec.js';
-import { FrameDecoder, FrameWriter, Op, ProtocolError } from './tcp-protocol.js';
-import {
-  ReplicaUnreachable,
-  type CallOptions,
-  type ListPage,
-  type ListQuery,
-  type PutResult,
-  type ReplicaTransport,
-} from './transport.js';
+import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
+import type { CallOptions, ListPage, ListQuery, PutResult, ReplicaTransport } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
 /**
  * ReplicaTransport over the framed TCP protocol (tcp-protocol.ts) served by
  * src/kv/tcp-replica-server.ts. Nodes are still named by their HTTP base URL;
- * `resolvePort` says which TCP port that node serves the protocol on, and a
- * node without one fails the call with ReplicaUnreachable so the caller can
- * fall back to HTTP.
+ * `resolvePort` says which TCP port that node serves the protocol on; a node
+ * without one fails the call with ReplicaUnreachable. Nothing falls back to
+ * HTTP here: the gateway picks the transport per node up front
+ * (src/gateway/replica-router.ts).
  *
  * Persistent connections per node (one by default), opened on first use, each carrying
  * any number of requests at once; calls are spread over them round-robin.
@@ -56,7 +52,6 @@ export interface TcpReplicaTransportOptions {
 const TICK_MS = 10;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 1000;
-const MAX_ERROR_TEXT = 500;
 
 interface Call {
   id: number;
@@ -142,7 +137,8 @@ export class TcpReplicaTransport implements ReplicaTransport {
         slot: 0,
         settle(replyOp, body) {
           if (replyOp === Op.ERROR) {
-            reject(new ReplicaUnreachable(nodeUrl, `${op} answered ERROR: ${decodeError(body).slice(0, MAX_ERROR_TEXT)}`));
+            const { code, text } = decodeError(body);
+            reject(peerError(nodeUrl, `${op} answered ERROR: ${text.slice(0, MAX_ERROR_TEXT)}`, code));
           } else if (replyOp === Op.OK || (replyOp === Op.NOT_FOUND && op === 'GET')) {
             resolve(decode(replyOp, body));
           } else {

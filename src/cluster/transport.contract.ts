@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { ReplicaUnreachable } from './errors.js';
 import { formatVersion } from './hlc.js';
-import { ReplicaUnreachable, type ReplicaTransport } from './transport.js';
+import type { ReplicaTransport } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
 /**

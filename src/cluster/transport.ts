@@ -5,8 +5,11 @@ import type { ReplicaRecord } from './types.js';
  * faster transport can replace HTTP without touching the coordinator. Every
  * implementation must pass the same contract tests (transport.contract.ts).
  *
- * Failures (connection refused, timeout, a 5xx) reject with a ReplicaUnreachable;
- * the coordinator counts them against the quorum.
+ * Failures (connection refused, timeout, a 5xx) reject with a ReplicaUnreachable
+ * (errors.ts); the coordinator counts them against the quorum and suspects the
+ * node. A replica that refuses the request itself (a 4xx: bad key, bad
+ * version) rejects with that error's own class: it counts against the quorum
+ * too, but the replica is up.
  */
 export interface ReplicaTransport {
   /** The replica's record for key, tombstones included; null when it has none. */
@@ -57,15 +60,4 @@ export interface ListPage {
   entries: ListEntry[];
   /** True when the replica has more keys after the last entry. */
   more: boolean;
-}
-
-export class ReplicaUnreachable extends Error {
-  constructor(
-    readonly nodeUrl: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${nodeUrl}: ${message}`, options);
-    this.name = 'ReplicaUnreachable';
-  }
 }

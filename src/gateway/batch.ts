@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { InvalidKey, InvalidRequest, PayloadTooLarge, normalizeError, toErrorBody, type ErrorBody } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
+import { checkKeyBytes } from '../cluster/http-wire.js';
 import type { Consistency } from '../cluster/types.js';
 import type { Coordinator } from './coordinator.js';
 
@@ -65,10 +66,7 @@ function parseItem(raw: unknown, item: number, limits: BatchLimits): BatchItem {
   }
   const { key, value, valueBase64, contentType } = raw as Record<string, unknown>;
   if (typeof key !== 'string' || key === '') throw new InvalidKey('key must be a non-empty string', { item });
-  const keyBytes = Buffer.byteLength(key, 'utf8');
-  if (keyBytes > limits.maxKeyBytes) {
-    throw new InvalidKey(`key is ${keyBytes} bytes; the limit is ${limits.maxKeyBytes}`, { item, maxKeyBytes: limits.maxKeyBytes });
-  }
+  checkKeyBytes(key, limits.maxKeyBytes, { item });
   let bytes: Buffer;
   if (typeof value === 'string' && valueBase64 === undefined) {
     bytes = Buffer.from(value, 'utf8');

@@ -1,47 +1,64 @@
+import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
+import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes } from '../cluster/shared-options.js';
 import type { Consistency } from '../cluster/types.js';
 
-/** Configuration of one gateway. Every field has a documented default. */
-export interface GatewayConfig {
-  /** TCP port to listen on; 0 picks a free one. Default 5000. */
-  port: number;
-  /** Interface to bind. Default 0.0.0.0. */
-  host: string;
-  /** Registry base URL. Default http://localhost:8000. */
-  registryUrl: string;
-  /** Copies of each key (N), capped at the number of members. Default 3. */
-  replicationFactor: number;
-  /** Consistency when a request names none. Default quorum. */
-  defaultConsistency: Consistency;
-  /** Largest key in UTF-8 bytes. Default 1024. */
-  maxKeyBytes: number;
-  /** Largest value in bytes; larger PUTs get 413. Default 1 MiB. */
-  maxValueBytes: number;
-  /** A replica request that takes longer counts as failed. Default 2000 ms. */
-  replicaTimeoutMs: number;
-  /** Virtual nodes per member on the ring. Part of placement: all gateways must agree. Default 256. */
-  vnodes: number;
-  /**
-   * How the gateway talks to KV servers: `tcp` (the binary replica protocol,
-   * for members that advertise a replica port; HTTP for the others) or
-   * `http` only. Default tcp.
-   */
-  replicaTransport: 'tcp' | 'http';
-  /** Id used as the suffix of versions this gateway stamps. Default: random per process. */
-  gatewayId?: string;
-  /** pino level. Default info. */
-  logLevel: string;
-}
+export const CONSISTENCY_LEVELS = ['one', 'quorum', 'all'] as const satisfies readonly Consistency[];
 
-export const defaultGatewayConfig: GatewayConfig = {
-  port: 5000,
-  host: '0.0.0.0',
-  registryUrl: 'http://localhost:8000',
-  replicationFactor: 3,
-  defaultConsistency: 'quorum',
-  maxKeyBytes: 1024,
-  maxValueBytes: 1024 * 1024,
-  replicaTimeoutMs: 2000,
-  vnodes: 256,
-  replicaTransport: 'tcp',
-  logLevel: 'info',
-};
+/**
+ * Configuration of one gateway: one row per option (flag, environment
+ * variable, kind, default, doc line, check). The CLI, --help, the README's
+ * table and validateGatewayConfig all come from these rows.
+ */
+export const gatewayOptions = defineOptions('gateway', {
+  port: portOption(5000),
+  host,
+  registryUrl,
+  replicationFactor,
+  defaultConsistency: opt.enum(CONSISTENCY_LEVELS, {
+    flag: 'consistency',
+    env: 'DEFAULT_CONSISTENCY',
+    default: 'quorum',
+    valueName: '<level>',
+    doc: `Consistency when a request names none: ${CONSISTENCY_LEVELS.join(', ')}`,
+  }),
+  maxKeyBytes: opt.int({ flag: 'max-key-bytes', env: 'MAX_KEY_BYTES', default: 1024, valueName: '<n>', doc: 'Largest key in UTF-8 bytes' }),
+  // The body limit is the value limit: only /kv PUT bodies are read.
+  maxValueBytes: opt.int({
+    flag: 'max-value-bytes',
+    env: 'MAX_VALUE_BYTES',
+    default: 1024 * 1024,
+    valueName: '<n>',
+    doc: 'Largest value in bytes; a larger PUT gets 413',
+  }),
+  replicaTimeoutMs: opt.int({
+    flag: 'replica-timeout-ms',
+    env: 'REPLICA_TIMEOUT_MS',
+    default: 2000,
+    valueName: '<ms>',
+    doc: 'A replica request taking longer counts as failed',
+  }),
+  vnodes,
+  // Left unset, the server picks gw-<random>: two gateways must never stamp the same suffix.
+  gatewayId: opt.id({
+    flag: 'gateway-id',
+    env: 'GATEWAY_ID',
+    defaultText: 'random per process',
+    valueName: '<id>',
+    doc: 'Suffix of the versions this gateway stamps',
+  }),
+  replicaTransport: opt.enum(['tcp', 'http'] as const, {
+    flag: 'replica-transport',
+    env: 'REPLICA_TRANSPORT',
+    default: 'tcp',
+    valueName: '<kind>',
+    doc: 'How to reach KV servers: tcp (binary protocol where offered, else http) or http',
+  }),
+  logLevel,
+});
+
+export type GatewayConfig = ConfigOf<typeof gatewayOptions.rows>;
+
+export const defaultGatewayConfig: Readonly<GatewayConfig> = gatewayOptions.defaults;
+
+/** Throws `invalid gateway config: <field> ...` for the first field refused. */
+export const validateGatewayConfig = (config: GatewayConfig): void => gatewayOptions.validate(config);

@@ -1,6 +1,7 @@
 import type { HybridClock } from '../cluster/hlc.js';
 import { requiredReplicas } from '../cluster/consistency.js';
-import { NoMembers, QuorumNotMet } from '../cluster/errors.js';
+import { NoMembers, QuorumNotMet, ReplicaUnreachable } from '../cluster/errors.js';
+import type { Logger } from '../cluster/logger.js';
 import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
 import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
 import type { ClusterView } from './cluster-view.js';
@@ -10,7 +11,7 @@ import type { HintBuffer } from './hint-buffer.js';
 
 export interface CoordinatorOptions {
   hints?: HintBuffer;
-  log: { warn(o: object, m?: string): void; debug(o: object, m?: string): void };
+  log: Pick<Logger, 'debug'>;
 }
 
 export interface ReadResult {
@@ -220,7 +221,8 @@ export class Coordinator {
         return v;
       },
       (err: unknown) => {
-        this.view.markFailure(m.url);
+        // A replica that refused the request itself (a 4xx) is up: only an unreachable one is suspect.
+        if (err instanceof ReplicaUnreachable) this.view.markFailure(m.url);
         this.metrics.replicaResult(op, m.id, false);
         this.opts.log.debug({ err, node: m.id, op }, 'replica request failed');
         throw err;

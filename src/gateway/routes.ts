@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { InvalidKey, InvalidRequest, KeyNotFound, Unavailable } from '../cluster/errors.js';
+import { InvalidRequest, KeyNotFound, Unavailable } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
+import { checkLimit, keyFromUrl } from '../cluster/http-wire.js';
 import type { Consistency } from '../cluster/types.js';
 import { registerBatchRoute } from './batch.js';
 import type { GatewayConfig } from './config.js';
@@ -18,29 +19,6 @@ export interface RouteDeps {
   view: ClusterView;
   coordinator: Coordinator;
   metrics: GatewayMetrics;
-}
-
-/**
- * The key is everything after `/kv/` in the raw URL, percent-decoded once.
- * It is read from the raw URL rather than a router param so that `%2F`,
- * `%3F` and repeated slashes mean exactly what the client sent.
- */
-export function parseKey(rawUrl: string, maxKeyBytes: number): string {
-  const q = rawUrl.indexOf('?');
-  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  const encoded = path.slice('/kv/'.length);
-  let key: string;
-  try {
-    key = decodeURIComponent(encoded);
-  } catch {
-    throw new InvalidKey('key is not valid percent-encoded UTF-8', { maxKeyBytes });
-  }
-  const bytes = Buffer.byteLength(key, 'utf8');
-  if (bytes === 0) throw new InvalidKey('key is empty: use /kv/<key>', { maxKeyBytes });
-  if (bytes > maxKeyBytes) {
-    throw new InvalidKey(`key is ${bytes} bytes; the limit is ${maxKeyBytes}`, { maxKeyBytes });
-  }
-  return key;
 }
 
 function consistencyOf(query: unknown, fallback: Consistency): Consistency {
@@ -90,7 +68,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const replicasHeader = (reply: FastifyReply, ids: string[]) => reply.header('x-flexstore-replicas', ids.join(','));
 
   app.get('/kv/*', async (req, reply) => {
-    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const key = keyFromUrl(req.raw.url!, '/kv/', config.maxKeyBytes);
     const res = await coordinator.get(key, consistencyOf(req.query, config.defaultConsistency));
     replicasHeader(reply, res.replicas);
     const rec = res.record;
@@ -102,7 +80,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   });
 
   app.put('/kv/*', { schema: { response: { 201: WRITE_REPLY } } }, async (req, reply) => {
-    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const key = keyFromUrl(req.raw.url!, '/kv/', config.maxKeyBytes);
     const consistency = consistencyOf(req.query, config.defaultConsistency);
     const body = req.body;
     const value = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
@@ -116,7 +94,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   });
 
   app.delete('/kv/*', { schema: { response: { 200: WRITE_REPLY } } }, async (req, reply) => {
-    const key = parseKey(req.raw.url!, config.maxKeyBytes);
+    const key = keyFromUrl(req.raw.url!, '/kv/', config.maxKeyBytes);
     const res = await coordinator.delete(key, consistencyOf(req.query, config.defaultConsistency));
     if (!res) throw new KeyNotFound(key);
     replicasHeader(reply, res.replicas);
@@ -130,10 +108,8 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     const prefix = stringParam(q, 'prefix', '');
     const after = stringParam(q, 'after', '');
     const limitRaw = stringParam(q, 'limit', '100');
-    const limit = Number(limitRaw);
-    if (!/^\d+$/.test(limitRaw) || limit < 1 || limit > MAX_LIST_LIMIT) {
-      throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`, { parameter: 'limit' });
-    }
+    // Digits only: Number() alone would take '1e2' and ' 5'.
+    const limit = checkLimit(/^\d+$/.test(limitRaw) ? Number(limitRaw) : NaN, MAX_LIST_LIMIT, { parameter: 'limit' });
     return coordinator.list(prefix, after, limit);
   });
   // `/kv/` alone names no key.

@@ -4,7 +4,8 @@ import { HybridClock } from '../cluster/hlc.js';
 import { createHttpServer } from '../cluster/http-server.js';
 import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
-import { defaultGatewayConfig, type GatewayConfig } from './config.js';
+import { listenUrl } from '../cluster/listen-url.js';
+import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
 import { HintBuffer } from './hint-buffer.js';
@@ -23,7 +24,7 @@ export interface RunningGateway extends RunningServer {
  */
 export async function startGateway(overrides: Partial<GatewayConfig> = {}): Promise<RunningGateway> {
   const config: GatewayConfig = { ...defaultGatewayConfig, ...overrides };
-  validate(config);
+  validateGatewayConfig(config);
   const gatewayId = config.gatewayId ?? `gw-${randomBytes(4).toString('hex')}`;
 
   // The body limit is the value limit; a little room for the rest is not
@@ -74,7 +75,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const url = `http://${wildcard(config.host) ? '127.0.0.1' : config.host}:${port}`;
+  const url = listenUrl(config.host, port);
   app.log.info({ url, gatewayId, registryUrl: config.registryUrl, n: config.replicationFactor }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
@@ -90,20 +91,4 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
         await transport.close();
       })()),
   };
-}
-
-function wildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
-}
-
-function validate(c: GatewayConfig): void {
-  const problems: string[] = [];
-  if (!Number.isInteger(c.replicationFactor) || c.replicationFactor < 1) problems.push('replicationFactor must be ≥ 1');
-  if (!Number.isInteger(c.maxKeyBytes) || c.maxKeyBytes < 1) problems.push('maxKeyBytes must be ≥ 1');
-  if (!Number.isInteger(c.maxValueBytes) || c.maxValueBytes < 0) problems.push('maxValueBytes must be ≥ 0');
-  if (!(c.replicaTimeoutMs > 0)) problems.push('replicaTimeoutMs must be > 0');
-  if (!Number.isInteger(c.vnodes) || c.vnodes < 1) problems.push('vnodes must be ≥ 1');
-  if (!['one', 'quorum', 'all'].includes(c.defaultConsistency)) problems.push('defaultConsistency must be one, quorum or all');
-  if (c.replicaTransport !== 'tcp' && c.replicaTransport !== 'http') problems.push('replicaTransport must be tcp or http');
-  if (problems.length) throw new Error(`invalid gateway config: ${problems.join('; ')}`);
 }

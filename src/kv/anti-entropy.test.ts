@@ -1,18 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import fc from 'fast-check';
 import { request } from 'undici';
 import { HybridClock } from '../cluster/hlc.js';
 import { HttpReplicaTransport } from '../cluster/http-transport.js';
-import type { MemberView, ReplicaRecord, RunningServer } from '../cluster/types.js';
-import { startRegistry } from '../registry/server.js';
-import { waitFor } from '../test/support/process.js';
-import { HASH_SPACE_MAX } from '../cluster/placement.js';
-import { splitAtBuckets } from './repair-plan.js';
-import { startKvServer, type RunningKvServer } from './server.js';
+import type { ReplicaRecord } from '../cluster/types.js';
+import { InProcessCluster, stamped, waitFor } from '../test/support/index.js';
+import type { RunningKvServer } from './server.js';
 
 /**
  * Anti-entropy between real KV servers in this process: a registry on port 0
@@ -21,23 +14,12 @@ import { startKvServer, type RunningKvServer } from './server.js';
  * the others must converge on their own.
  */
 
-const root = mkdtempSync(join(tmpdir(), 'flexstore-ae-'));
 const transport = new HttpReplicaTransport({ timeoutMs: 5000 });
 const clock = new HybridClock('aetest');
-let registry: RunningServer;
+let cluster: InProcessCluster;
 const kvs: RunningKvServer[] = [];
 
-const record = (value: string, tombstone = false): ReplicaRecord => ({
-  value: Buffer.from(tombstone ? '' : value),
-  version: clock.next(),
-  tombstone,
-  contentType: 'text/plain',
-});
-
-async function view(): Promise<MemberView> {
-  const res = await request(`${registry.url}/nodes`);
-  return (await res.body.json()) as MemberView;
-}
+const record = (value: string, tombstone = false): ReplicaRecord => stamped(clock, value, tombstone);
 
 async function health(url: string): Promise<{ keys: number; memory: { heapUsed: number; rss: number } }> {
   const res = await request(`${url}/health-check`);
@@ -53,44 +35,23 @@ async function converged(key: string, version: string, servers = kvs): Promise<v
 }
 
 before(async () => {
-  registry = await startRegistry({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir: join(root, 'registry'),
-    downAfterMs: 600,
-    sweepIntervalMs: 100,
-    logLevel: 'silent',
+  cluster = await InProcessCluster.start({
+    label: 'ae',
+    registry: { downAfterMs: 600, sweepIntervalMs: 100 },
+    kv: { heartbeatIntervalMs: 100, antiEntropyIntervalMs: 300, replicationFactor: 3 },
   });
-  for (let i = 0; i < 3; i++) {
-    kvs.push(
-      await startKvServer({
-        port: 0,
-        host: '127.0.0.1',
-        dataDir: join(root, `kv${i}`),
-        registryUrl: registry.url,
-        heartbeatIntervalMs: 100,
-        antiEntropyIntervalMs: 300,
-        replicationFactor: 3,
-        logLevel: 'silent',
-      }),
-    );
-  }
+  for (let i = 0; i < 3; i++) kvs.push(await cluster.startKv(`kv${i}`));
 });
 
 after(async () => {
-  await Promise.all(kvs.map((k) => k.close()));
-  await registry?.close();
+  await cluster?.close();
   await transport.close();
-  rmSync(root, { recursive: true, force: true });
 });
 
 describe('anti-entropy', () => {
   test('servers that join pull their ranges and become active', async () => {
-    await waitFor('three active members', async () => {
-      const v = await view();
-      return v.members.length === 3 && v.members.every((m) => m.state === 'up' && (m.phase ?? 'active') === 'active');
-    }, { timeoutMs: 20_000 });
-    const epoch = (await view()).epoch ?? 0;
+    await cluster.waitForActive(3, 20_000);
+    const epoch = (await cluster.view()).epoch ?? 0;
     await waitFor('every server synced the epoch', () => kvs.every((k) => k.progress().syncedEpoch >= epoch));
   });
 
@@ -175,27 +136,5 @@ describe('anti-entropy', () => {
     }
     const h = await health(kvs[0]!.url);
     assert.ok(h.memory.heapUsed > 0 && h.memory.rss >= h.memory.heapUsed);
-  });
-});
-
-describe('splitAtBuckets', () => {
-  const SPAN = 1n << 48n; // 65,536 digest buckets over the 64-bit hash space
-  test('cuts a range at bucket edges into contiguous pieces, each inside one bucket', () => {
-    fc.assert(
-      fc.property(fc.bigInt({ min: 0n, max: HASH_SPACE_MAX }), fc.bigInt({ min: 0n, max: 1n << 50n }), (start, len) => {
-        const end = start + len > HASH_SPACE_MAX ? HASH_SPACE_MAX : start + len;
-        const pieces = splitAtBuckets(start, end);
-        assert.equal(pieces[0]![0], start);
-        assert.equal(pieces[pieces.length - 1]![1], end);
-        pieces.forEach(([s, e], i) => {
-          assert.ok(s <= e);
-          assert.equal(s / SPAN, e / SPAN, 'one bucket per piece');
-          if (i > 0) assert.equal(pieces[i - 1]![1] + 1n, s, 'no gap, no overlap');
-        });
-      }),
-    );
-    assert.equal(splitAtBuckets(0n, HASH_SPACE_MAX).length, 65_536);
-    assert.deepEqual(splitAtBuckets(SPAN - 1n, SPAN), [[SPAN - 1n, SPAN - 1n], [SPAN, SPAN]]);
-    assert.deepEqual(splitAtBuckets(5n, 5n), [[5n, 5n]]);
   });
 });

@@ -1,3 +1,4 @@
+import type { Logger } from '../cluster/logger.js';
 import { Placement, type Arc } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 import type { KvMetrics } from './metrics.js';
@@ -54,18 +55,12 @@ import { classifyArcs, markCompared, mergePieces, planPass } from './repair-plan
  * directions (harmless, last-writer-wins, but the bytes are sent twice).
  */
 
-export interface SyncLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  debug(obj: object, msg: string): void;
-}
-
 export interface AntiEntropyOptions {
   selfId: string;
   storage: Storage;
   client: RepairClient;
   metrics: KvMetrics;
-  log: SyncLog;
+  log: Pick<Logger, 'debug' | 'info' | 'warn'>;
   replicationFactor: number;
   vnodes: number;
   /** Time between passes; 0 disables anti-entropy (passes and purges). */

@@ -1,90 +1,108 @@
+import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
+import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes } from '../cluster/shared-options.js';
 import type { SyncMode } from './storage.js';
 
-/** Configuration of one KV server. Every field has a documented default. */
-export interface KvConfig {
-  /** TCP port to listen on; 0 picks a free one. Default 8001. */
-  port: number;
-  /** Interface to bind. Default 0.0.0.0. */
-  host: string;
-  /** Registry base URL. Default http://localhost:8000. */
-  registryUrl: string;
-  /**
-   * TCP port of the binary replica protocol gateways use (see
-   * src/cluster/tcp-protocol.ts); 0 picks a free one, which the server
-   * advertises to the registry. Default 0.
-   */
-  tcpPort: number;
-  /**
-   * Replica-protocol port others reach this server by, when something in
-   * between (a proxy, a container's port mapping) listens on another port
-   * than tcpPort; gateways dial it on the host of advertiseUrl. Default: the
-   * port the replica protocol bound.
-   */
-  advertiseTcpPort?: number;
-  /** LMDB environment and node-id file. Default ./data/kv-<port>. */
-  dataDir: string;
-  /**
-   * URL others reach this server by. Default http://127.0.0.1:<port> when host
-   * is a wildcard (0.0.0.0, ::) or unset, else http://<host>:<port>.
-   */
-  advertiseUrl?: string;
-  /** Stable node id. Default: generated once and kept in <dataDir>/node-id. */
-  nodeId?: string;
-  /** How often to heartbeat the registry. Default 1000 ms. */
-  heartbeatIntervalMs: number;
-  /** Largest replica request body accepted (value plus framing). Default 16 MiB. */
-  maxBodyBytes: number;
-  /** pino level. Default info. */
-  logLevel: string;
-  /**
-   * N, the replicas per key, as the gateways use it (capped at the member
-   * count): anti-entropy derives which ranges this server shares with whom
-   * from it. Must equal the gateways' setting. Default 3.
-   */
-  replicationFactor: number;
-  /**
-   * Virtual nodes per member on the placement ring. Must equal the gateways'
-   * setting, or this server repairs ranges it does not own. Default 256.
-   */
-  vnodes: number;
-  /**
-   * Time between anti-entropy passes (each about ±10% jittered). Passes also
-   * run at start-up and whenever the member view's epoch or members change.
-   * 0 turns anti-entropy and tombstone purging off (hinted hand-off still
-   * runs). Default 10000 ms.
-   */
-  antiEntropyIntervalMs: number;
-  /**
-   * When a write is acknowledged (see SyncMode in storage.ts): 'commit' after
-   * its commit is fsynced (survives kill -9 and power loss); 'interval' once
-   * the OS holds it, with an fsync every syncIntervalMs (survives kill -9; a
-   * power loss can lose the last interval on this server). Default 'commit'.
-   */
-  sync: SyncMode;
-  /** With sync 'interval': time between fsyncs. Default 100 ms. */
-  syncIntervalMs: number;
+export const SYNC_MODES = ['commit', 'interval'] as const satisfies readonly SyncMode[];
+
+/** The data dir a KV server uses unless given one: one per port, so servers on one machine never share. */
+export function defaultKvDataDir(port: number): string {
+  return `./data/kv-${port}`;
 }
 
-export const defaultKvConfig: KvConfig = {
-  port: 8001,
-  tcpPort: 0,
-  host: '0.0.0.0',
-  registryUrl: 'http://localhost:8000',
-  dataDir: './data/kv-8001',
-  heartbeatIntervalMs: 1000,
-  maxBodyBytes: 16 * 1024 * 1024,
-  logLevel: 'info',
-  replicationFactor: 3,
-  vnodes: 256,
-  antiEntropyIntervalMs: 10_000,
-  sync: 'commit',
-  syncIntervalMs: 100,
-};
+/**
+ * Configuration of one KV server: one row per option (flag, environment
+ * variable, kind, default, doc line, check). The CLI, --help, the README's
+ * table and validateKvConfig all come from these rows.
+ */
+export const kvOptions = defineOptions('kv', {
+  port: portOption(8001),
+  // Gateways learn the bound port from the registry (tcp_port in every
+  // heartbeat), so a free port is a fine default.
+  tcpPort: opt.port({
+    flag: 'tcp-port',
+    env: 'TCP_PORT',
+    default: 0,
+    valueName: '<port>',
+    doc: 'Port of the binary replica protocol for gateways; 0 picks a free one (advertised to the registry)',
+  }),
+  // For a proxy or a container's port mapping in front of tcpPort; gateways
+  // dial it on the host of advertiseUrl, so 0 (pick one) means nothing here.
+  advertiseTcpPort: opt.port({
+    flag: 'advertise-tcp-port',
+    env: 'ADVERTISE_TCP_PORT',
+    min: 1,
+    defaultText: 'the port the replica protocol bound',
+    valueName: '<port>',
+    doc: 'Replica-protocol port gateways reach this server by (behind a proxy or a port mapping), on the host of --advertise-url',
+  }),
+  host,
+  registryUrl,
+  dataDir: opt.string({
+    flag: 'data-dir',
+    env: 'DATA_DIR',
+    default: defaultKvDataDir(8001),
+    defaultText: './data/kv-<port>',
+    valueName: '<dir>',
+    doc: 'LMDB files and the node-id file',
+  }),
+  // Applied with the port actually bound, so port 0 works too (see listenUrl).
+  advertiseUrl: opt.url({
+    flag: 'advertise-url',
+    env: 'ADVERTISE_URL',
+    defaultText: 'http://127.0.0.1:<port>, or http://<host>:<port> for a specific --host',
+    valueName: '<url>',
+    doc: 'URL other processes reach this server by',
+  }),
+  nodeId: opt.string({
+    flag: 'node-id',
+    env: 'NODE_ID',
+    defaultText: 'generated once, kept in the data dir',
+    valueName: '<id>',
+    doc: 'Stable node id',
+  }),
+  heartbeatIntervalMs: opt.int({
+    flag: 'heartbeat-ms',
+    env: 'HEARTBEAT_INTERVAL_MS',
+    default: 1000,
+    valueName: '<ms>',
+    doc: 'Heartbeat interval to the registry',
+  }),
+  maxBodyBytes: opt.int({ default: 16 * 1024 * 1024, doc: 'Largest replica request body accepted (value plus framing)' }),
+  // Anti-entropy derives which ranges this server shares with whom from N and the vnodes.
+  replicationFactor,
+  vnodes,
+  // Passes are about ±10% jittered, and also run at start-up and whenever the
+  // member view changes. 0 turns anti-entropy and tombstone purging off
+  // (hinted hand-off still runs).
+  antiEntropyIntervalMs: opt.int({
+    flag: 'anti-entropy-ms',
+    env: 'ANTI_ENTROPY_INTERVAL_MS',
+    default: 10_000,
+    min: 0,
+    valueName: '<ms>',
+    doc: 'How often ranges are compared with the other replicas (0 = never)',
+  }),
+  // See SyncMode in storage.ts for what each mode survives.
+  sync: opt.enum(SYNC_MODES, {
+    flag: 'sync',
+    env: 'SYNC',
+    default: 'commit',
+    valueName: '<mode>',
+    doc: 'commit: acknowledge a write after its commit is fsynced (survives power loss); interval: once the OS holds it, fsyncing every --sync-interval-ms (survives kill -9, not power loss)',
+  }),
+  syncIntervalMs: opt.int({
+    flag: 'sync-interval-ms',
+    env: 'SYNC_INTERVAL_MS',
+    default: 100,
+    valueName: '<ms>',
+    doc: 'With --sync interval: time between fsyncs',
+  }),
+  logLevel,
+});
 
-/** The advertise-URL rule above, shared by the CLI and the server. */
-export function defaultAdvertiseUrl(host: string | undefined, port: number): string {
-  const wildcard = !host || host === '0.0.0.0' || host === '::' || host === '[::]';
-  if (wildcard) return `http://127.0.0.1:${port}`;
-  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
-  return `http://${h}:${port}`;
-}
+export type KvConfig = ConfigOf<typeof kvOptions.rows>;
+
+export const defaultKvConfig: Readonly<KvConfig> = kvOptions.defaults;
+
+/** Throws `invalid kv config: <field> ...` for the first field refused. */
+export const validateKvConfig = (config: KvConfig): void => kvOptions.validate(config);

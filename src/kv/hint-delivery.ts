@@ -1,5 +1,5 @@
 import type { MemberView } from '../cluster/types.js';
-import type { SyncLog } from './anti-entropy.js';
+import type { Logger } from '../cluster/logger.js';
 import type { KvMetrics } from './metrics.js';
 import { pushRecords } from './range-repair.js';
 import type { Storage } from './storage.js';
@@ -34,7 +34,7 @@ export interface HintDeliveryOptions {
   storage: Storage;
   client: RepairClient;
   metrics: KvMetrics;
-  log: SyncLog;
+  log: Pick<Logger, 'info' | 'warn'>;
   /** The latest member view, or null before the first one. */
   view: () => MemberView | null;
 }

@@ -13,24 +13,19 @@ import { startKvServer, type RunningKvServer } from './server.js';
 import { RepairClient } from './repair-client.js';
 import { RecordCodec, encodeRecord } from './record-codec.js';
 import { MSGPACK, packr, type RepairRecord } from './repair-wire.js';
+import { stamped } from '../test/support/index.js';
 
 /**
- * The sync API of one KV server, through RepairClient and raw requests. No
+ * The repair API of one KV server, through RepairClient and raw requests. No
  * registry runs: the server serves while its registration keeps retrying.
  */
 
-const root = mkdtempSync(join(tmpdir(), 'flexstore-syncapi-'));
+const root = mkdtempSync(join(tmpdir(), 'flexstore-repair-api-'));
 const client = new RepairClient({ timeoutMs: 5000 });
 const clock = new HybridClock('apitest');
 let kv: RunningKvServer;
 
-const rec = (key: string, value: string, tombstone = false): RepairRecord => ({
-  key,
-  value: Buffer.from(tombstone ? '' : value),
-  version: clock.next(),
-  tombstone,
-  contentType: 'text/plain',
-});
+const rec = (key: string, value: string, tombstone = false): RepairRecord => ({ key, ...stamped(clock, value, tombstone) });
 
 before(async () => {
   kv = await startKvServer({
@@ -49,7 +44,7 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-describe('sync API', () => {
+describe('repair API', () => {
   const records = Array.from({ length: 120 }, (_, i) => rec(`s/${i}`, `v${i}`, i % 9 === 0));
 
   test('apply stores records last-writer-wins and says how many applied', async () => {

@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidRequest } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
+import { HINTS_PATH, checkLimit } from '../cluster/http-wire.js';
 import type { TransferProgress } from '../cluster/types.js';
 import type { KvMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
 import {
   FETCH_BYTE_BUDGET,
-  HINTS_PATH,
   MAX_BATCH_KEYS,
   MAX_DIGEST_RANGES,
   MAX_ENTRIES_LIMIT,
@@ -168,10 +168,7 @@ function rangeQuery(body: Record<string, unknown>): { start: bigint; end: bigint
   const start = hexToHash(body.start, 'start');
   const end = hexToHash(body.end, 'end');
   if (start > end) throw new InvalidRequest('start is after end');
-  const limit = body.limit;
-  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_ENTRIES_LIMIT) {
-    throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_ENTRIES_LIMIT}`, { got: limit ?? null });
-  }
+  const limit = checkLimit(typeof body.limit === 'number' ? body.limit : NaN, MAX_ENTRIES_LIMIT, { got: body.limit ?? null });
   const after = body.after ?? undefined;
   if (after !== undefined && (typeof after !== 'string' || after === '')) {
     throw new InvalidRequest('after must be a non-empty key');

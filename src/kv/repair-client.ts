@@ -1,8 +1,8 @@
-import { Pool, type Dispatcher } from 'undici';
-import { ReplicaUnreachable } from '../cluster/transport.js';
+import { ReplicaUnreachable } from '../cluster/errors.js';
+import { HINTS_PATH } from '../cluster/http-wire.js';
+import { PeerHttp, answerError } from '../cluster/peer-http.js';
 import {
   FETCH_BYTE_BUDGET,
-  HINTS_PATH,
   MAX_BATCH_KEYS,
   MSGPACK,
   SYNC_APPLY_PATH,
@@ -23,12 +23,14 @@ import {
 } from './repair-wire.js';
 
 /**
- * Client of a peer KV server's sync API (repair-api.ts), for anti-entropy and
- * hint delivery. One keep-alive undici Pool per peer URL with a few
- * connections: enough to keep several batches in flight without competing
- * with gateway traffic for the peer's sockets. Every call has a deadline, and
- * close() aborts the calls in flight; a failure rejects with ReplicaUnreachable. A timed-out apply may still have
- * been applied: applies are last-writer-wins, so sending it again is safe.
+ * Client of a peer KV server's repair API (repair-api.ts), for anti-entropy
+ * and hint delivery. Calls go through peer-http.ts with a few connections per
+ * peer: enough to keep several batches in flight without competing with
+ * gateway traffic for the peer's sockets. Every call has a deadline, and
+ * close() aborts the calls in flight; a failure rejects with
+ * ReplicaUnreachable (a request the peer refuses, with its error's class). A
+ * timed-out apply may still have been applied: applies are last-writer-wins,
+ * so sending it again is safe.
  */
 
 export interface RepairClientOptions {
@@ -42,16 +44,16 @@ export interface RepairClientOptions {
 const DIGEST_CHUNK = 4096;
 
 export class RepairClient {
-  private readonly timeoutMs: number;
-  private readonly connections: number;
-  private readonly pools = new Map<string, Pool>();
-  /** Aborted by close(), so a shutdown does not wait out calls to a hung peer. */
-  private readonly closing = new AbortController();
-  private closed = false;
+  private readonly http: PeerHttp;
 
   constructor(opts: RepairClientOptions = {}) {
-    this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.connections = opts.connections ?? 4;
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    this.http = new PeerHttp({
+      name: 'repair client',
+      timeoutMs,
+      connections: opts.connections ?? 4,
+      connectTimeoutMs: Math.min(timeoutMs, 5000),
+    });
   }
 
   /** The peer's digest of each [start, end] range, in order; with `settled`, of what it held a settle window ago. */
@@ -162,13 +164,9 @@ export class RepairClient {
     return body.stored;
   }
 
-  /** Aborts calls in flight and closes every pool. Idempotent. */
-  async close(): Promise<void> {
-    this.closed = true;
-    this.closing.abort();
-    const pools = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(pools.map((p) => p.close().catch(() => {})));
+  /** Aborts calls in flight (a shutdown does not wait out a hung peer) and closes every pool. Idempotent. */
+  close(): Promise<void> {
+    return this.http.close({ abort: true });
   }
 
   private checked<T>(url: string, parse: () => T): T {
@@ -182,61 +180,16 @@ export class RepairClient {
   private async call(url: string, path: string, body: object): Promise<Record<string, unknown>>;
   private async call(url: string, path: string, body: object, nullOn404: true): Promise<Record<string, unknown> | null>;
   private async call(url: string, path: string, body: object, nullOn404 = false): Promise<Record<string, unknown> | null> {
-    const timeout = AbortSignal.timeout(this.timeoutMs);
-    const signal = AbortSignal.any([timeout, this.closing.signal]);
-    let res: Dispatcher.ResponseData;
-    let raw: Buffer;
-    try {
-      const { pool, base } = this.pool(url);
-      res = await pool.request({
-        path: base + path,
-        method: 'POST',
-        headers: { 'content-type': MSGPACK, accept: MSGPACK },
-        body: packr.pack(body),
-        signal,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-      raw = Buffer.from(await res.body.arrayBuffer());
-    } catch (err) {
-      if (err instanceof ReplicaUnreachable) throw err;
-      const why = timeout.aborted
-        ? `timed out after ${this.timeoutMs} ms`
-        : this.closing.signal.aborted
-          ? 'sync client closed'
-          : ((err as Error).message ?? String(err));
-      throw new ReplicaUnreachable(url, `${path} failed: ${why}`, { cause: err });
-    }
+    const res = await this.http.request(url, {
+      op: path,
+      method: 'POST',
+      path,
+      headers: { 'content-type': MSGPACK, accept: MSGPACK },
+      body: packr.pack(body),
+    });
+    if (res.status === 404 && nullOn404) return null;
+    if (res.status !== 200) throw answerError(url, path, res);
     const ct = res.headers['content-type'];
-    const contentType = Array.isArray(ct) ? ct[0] : ct;
-    if (res.statusCode === 404 && nullOn404) return null;
-    if (res.statusCode !== 200) {
-      const text = raw.toString('utf8', 0, Math.min(raw.length, 500));
-      throw new ReplicaUnreachable(url, `${path} answered ${res.statusCode}: ${text}`);
-    }
-    return this.checked(url, () => objectBody(decodeBody(contentType, raw).data));
-  }
-
-  private pool(url: string): { pool: Pool; base: string } {
-    if (this.closed) throw new ReplicaUnreachable(url, 'sync client is closed');
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch (err) {
-      throw new ReplicaUnreachable(url, 'not a valid node URL', { cause: err });
-    }
-    let pool = this.pools.get(parsed.origin);
-    if (!pool) {
-      pool = new Pool(parsed.origin, {
-        connections: this.connections,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-        connect: { timeout: Math.min(this.timeoutMs, 5000) },
-      });
-      this.pools.set(parsed.origin, pool);
-    }
-    return { pool, base: parsed.pathname.replace(/\/+$/, '') };
+    return this.checked(url, () => objectBody(decodeBody(Array.isArray(ct) ? ct[0] : ct, res.body).data));
   }
 }

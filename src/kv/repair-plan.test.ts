@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { comparisonsToAcquire, majority, requiredReplicas } from '../cluster/consistency.js';
-import { Placement, type Arc } from '../cluster/placement.js';
+import { HASH_SPACE_MAX, Placement, type Arc } from '../cluster/placement.js';
 import type { Member } from '../cluster/types.js';
-import { EMPTY_DIGEST, classifyArcs, markCompared, mergePieces, planPass, type Piece } from './repair-plan.js';
+import { EMPTY_DIGEST, classifyArcs, markCompared, mergePieces, planPass, splitAtBuckets, type Piece } from './repair-plan.js';
 
 const SPAN = 1n << 48n; // one digest bucket
 const member = (id: string, extra: Partial<Member> = {}): Member => ({
@@ -135,5 +135,27 @@ describe('markCompared', () => {
     const ps: Piece[] = [0n, 1n, 2n].map((b) => ({ arc: 0, start: b, end: b, push: true, differs: true, empty: false }));
     markCompared(ps, ['a', EMPTY_DIGEST, 'c'], ['a', EMPTY_DIGEST, 'd']);
     assert.deepEqual(ps.map((p) => [p.differs, p.empty]), [[false, false], [false, true], [true, false]]);
+  });
+});
+
+describe('splitAtBuckets', () => {
+  const SPAN = 1n << 48n; // 65,536 digest buckets over the 64-bit hash space
+  test('cuts a range at bucket edges into contiguous pieces, each inside one bucket', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: HASH_SPACE_MAX }), fc.bigInt({ min: 0n, max: 1n << 50n }), (start, len) => {
+        const end = start + len > HASH_SPACE_MAX ? HASH_SPACE_MAX : start + len;
+        const pieces = splitAtBuckets(start, end);
+        assert.equal(pieces[0]![0], start);
+        assert.equal(pieces[pieces.length - 1]![1], end);
+        pieces.forEach(([s, e], i) => {
+          assert.ok(s <= e);
+          assert.equal(s / SPAN, e / SPAN, 'one bucket per piece');
+          if (i > 0) assert.equal(pieces[i - 1]![1] + 1n, s, 'no gap, no overlap');
+        });
+      }),
+    );
+    assert.equal(splitAtBuckets(0n, HASH_SPACE_MAX).length, 65_536);
+    assert.deepEqual(splitAtBuckets(SPAN - 1n, SPAN), [[SPAN - 1n, SPAN - 1n], [SPAN, SPAN]]);
+    assert.deepEqual(splitAtBuckets(5n, 5n), [[5n, 5n]]);
   });
 });

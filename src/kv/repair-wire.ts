@@ -4,7 +4,7 @@ import { isVersion } from '../cluster/hlc.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 
 /**
- * The wire shapes of the sync API (src/kv/repair-api.ts) and its client
+ * The wire shapes of the repair API (src/kv/repair-api.ts) and its client
  * (src/kv/repair-client.ts), and the checks both sides run on them. Bodies are
  * MessagePack (`application/x-msgpack`) so values travel as raw bytes;
  * requests that carry no values may also be JSON.
@@ -20,7 +20,6 @@ export const SYNC_FETCH_PATH = '/internal/sync/fetch';
 export const SYNC_RANGE_PATH = '/internal/sync/range';
 export const SYNC_APPLY_PATH = '/internal/sync/apply';
 export const SYNC_STATUS_PATH = '/internal/sync/status';
-export const HINTS_PATH = '/internal/hints';
 
 /** Most ranges in one digests request. */
 export const MAX_DIGEST_RANGES = 20_000;
@@ -34,7 +33,7 @@ export const FETCH_BYTE_BUDGET = 4 * 1024 * 1024;
 /** Plain MessagePack maps (no msgpackr record extension), so any MessagePack decoder can talk to it. */
 export const packr = new Packr({ useRecords: false, mapsAsObjects: true, encodeUndefinedAsNil: false });
 
-/** One record as the sync API ships it: a ReplicaRecord with its key. */
+/** One record as the repair API ships it: a ReplicaRecord with its key. */
 export interface RepairRecord extends ReplicaRecord {
   key: string;
 }

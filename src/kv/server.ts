@@ -1,14 +1,16 @@
 import type { AddressInfo } from 'node:net';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { createHttpServer } from '../cluster/http-server.js';
+import { KV_PATH } from '../cluster/http-wire.js';
 import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
-import { defaultAdvertiseUrl, defaultKvConfig, type KvConfig } from './config.js';
+import { listenUrl } from '../cluster/listen-url.js';
+import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
 import { loadOrCreateNodeId } from './node-id.js';
-import { KV_PATH, registerReplicaApi } from './replica-api.js';
+import { registerReplicaApi } from './replica-api.js';
 import { Storage } from './storage.js';
 import { registerRepairApi } from './repair-api.js';
 import { RepairClient } from './repair-client.js';
@@ -25,7 +27,7 @@ export interface RunningKvServer extends RunningServer {
 const MAX_SETTLE_WINDOW_MS = 5000;
 
 /**
- * Starts one KV server: opens its storage, serves the replica and sync APIs
+ * Starts one KV server: opens its storage, serves the replica and repair APIs
  * and /metrics, heartbeats to the registry (reporting transfer progress),
  * follows the member view, and runs anti-entropy and hinted hand-off.
  * Start-up never waits for the registry: the server serves gateways that
@@ -38,8 +40,8 @@ const MAX_SETTLE_WINDOW_MS = 5000;
 export async function startKvServer(config: Partial<KvConfig> = {}): Promise<RunningKvServer> {
   const given = withoutUndefined(config);
   const port = given.port ?? defaultKvConfig.port;
-  const cfg: KvConfig = { ...defaultKvConfig, ...given, port, dataDir: given.dataDir ?? `./data/kv-${port}` };
-  validateConfig(cfg);
+  const cfg: KvConfig = { ...defaultKvConfig, ...given, port, dataDir: given.dataDir ?? defaultKvDataDir(port) };
+  validateKvConfig(cfg);
 
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
@@ -94,7 +96,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     throw err;
   }
   const boundPort = (app.server.address() as AddressInfo).port;
-  const url = cfg.advertiseUrl ?? defaultAdvertiseUrl(cfg.host, boundPort);
+  const url = cfg.advertiseUrl ?? listenUrl(cfg.host, boundPort);
   // The binary replica protocol, on its own port of the same host; gateways
   // learn the port from the registry (tcp_port in every heartbeat).
   let tcp: RunningTcpReplicaServer;
@@ -161,21 +163,6 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   void watcher.start();
 
   return { url, port: boundPort, id, close, progress, failed };
-}
-
-function validateConfig(cfg: KvConfig): void {
-  const fail = (field: keyof KvConfig, why: string): never => {
-    throw new Error(`invalid kv config: ${field} ${why} (got ${JSON.stringify(cfg[field])})`);
-  };
-  if (!Number.isInteger(cfg.replicationFactor) || cfg.replicationFactor < 1) fail('replicationFactor', 'must be an integer ≥ 1');
-  if (!Number.isInteger(cfg.vnodes) || cfg.vnodes < 1) fail('vnodes', 'must be an integer ≥ 1');
-  if (!Number.isInteger(cfg.antiEntropyIntervalMs) || cfg.antiEntropyIntervalMs < 0) {
-    fail('antiEntropyIntervalMs', 'must be an integer ≥ 0 (0 turns anti-entropy off)');
-  }
-  if (cfg.sync !== 'commit' && cfg.sync !== 'interval') fail('sync', "must be 'commit' or 'interval'");
-  if (!Number.isInteger(cfg.syncIntervalMs) || cfg.syncIntervalMs < 1) fail('syncIntervalMs', 'must be an integer ≥ 1');
-  const adv = cfg.advertiseTcpPort;
-  if (adv !== undefined && (!Number.isInteger(adv) || adv < 1 || adv > 65535)) fail('advertiseTcpPort', 'must be a port from 1 to 65535');
 }
 
 /** An explicit `undefined` in a partial config means "default", not "unset". */

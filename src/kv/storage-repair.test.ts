@@ -1,35 +1,19 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { open } from 'lmdb';
 import { hash64 } from '../cluster/hash.js';
-import { formatVersion } from '../cluster/hlc.js';
 import { HASH_SPACE_MAX } from '../cluster/placement.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import { digestHex, entryHash, keyHashBytes } from './hash-index-codec.js';
 import { InvalidRequest } from '../cluster/errors.js';
 import { Storage, type HashEntry } from './storage.js';
+import { record, tempDirs, tombstone, version as v } from '../test/support/index.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'flexstore-sync-'));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('flexstore-sync-');
 
-const v = (wall: number, counter = 0, id = 'g1') => formatVersion({ wall, counter }, id);
-const rec = (version: string, tombstone = false, value = 'x'): ReplicaRecord => ({
-  value: Buffer.from(tombstone ? '' : value),
-  version,
-  tombstone,
-  contentType: 'text/plain',
-});
+const rec = (version: string, deleted = false, value = 'x'): ReplicaRecord => (deleted ? tombstone(version) : record(version, value));
 
 /** A closed data dir holding n keys `${prefix}${i}` (every tombEvery-th a tombstone), and its full-range digest. */
 async function seededDir(prefix: string, n: number, tombEvery: number): Promise<{ dir: string; digest: string[] }> {

@@ -1,39 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
-import { formatVersion } from '../cluster/hlc.js';
-import type { ReplicaRecord } from '../cluster/types.js';
 import { hash64 } from '../cluster/hash.js';
+import { record as rec, tempDirs, version as v } from '../test/support/index.js';
 import { digestHex, entryHash, keyHashBytes } from './hash-index-codec.js';
 import { Storage } from './storage.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'flexstore-storage-'));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function v(wall: number, counter = 0, id = 'g1'): string {
-  return formatVersion({ wall, counter }, id);
-}
-
-function rec(version: string, value: Buffer | string = 'x', extra: Partial<ReplicaRecord> = {}): ReplicaRecord {
-  return {
-    value: typeof value === 'string' ? Buffer.from(value) : value,
-    version,
-    tombstone: false,
-    contentType: 'application/octet-stream',
-    ...extra,
-  };
-}
+const tempDir = tempDirs('flexstore-storage-');
 
 /** JS string order: UTF-16 code units, what `<` does. */
 function jsSorted(keys: string[]): string[] {

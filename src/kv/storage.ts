@@ -5,6 +5,7 @@ import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
 import { isVersion, parseVersion } from '../cluster/hlc.js';
 import type { ListEntry, ListPage, PutResult } from '../cluster/transport.js';
 import type { ReplicaRecord } from '../cluster/types.js';
+import { defaultKvConfig } from './config.js';
 import type { HashScanOptions } from './hash-index-codec.js';
 import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './hash-index.js';
 import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
@@ -67,8 +68,6 @@ export interface StorageOptions {
   settleWindowMs?: number;
 }
 
-export const DEFAULT_SYNC_INTERVAL_MS = 100;
-
 export interface ListOptions {
   /** Only keys starting with this; '' for all. */
   prefix?: string;
@@ -120,7 +119,7 @@ export class Storage {
   /** Opens (creating if needed) the environment in dir, migrating an older layout. Synchronous. */
   static open(dir: string, opts: StorageOptions = {}): Storage {
     const sync = opts.sync ?? 'commit';
-    const syncIntervalMs = opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    const syncIntervalMs = opts.syncIntervalMs ?? defaultKvConfig.syncIntervalMs;
     if (sync !== 'commit' && sync !== 'interval') throw new Error(`sync must be commit or interval, got ${JSON.stringify(sync)}`);
     if (!(Number.isInteger(syncIntervalMs) && syncIntervalMs >= 1)) throw new Error(`syncIntervalMs must be a positive integer, got ${syncIntervalMs}`);
     mkdirSync(dir, { recursive: true });

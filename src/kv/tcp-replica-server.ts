@@ -1,7 +1,8 @@
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { FlexStoreError, InvalidRequest, Unavailable } from '../cluster/errors.js';
-import { isVersion } from '../cluster/hlc.js';
+import { InvalidRequest, Unavailable } from '../cluster/errors.js';
+import { MAX_LIST_LIMIT, checkLimit, checkVersion } from '../cluster/http-wire.js';
+import type { Logger } from '../cluster/logger.js';
 import {
   decodeHints,
   decodeKey,
@@ -13,8 +14,7 @@ import {
   encodePutReply,
   encodeRecordReply,
 } from '../cluster/tcp-codec.js';
-import { FrameDecoder, FrameWriter, Op, ProtocolError } from '../cluster/tcp-protocol.js';
-import { MAX_LIST_LIMIT } from './replica-api.js';
+import { FrameDecoder, FrameWriter, Op } from '../cluster/tcp-protocol.js';
 import type { Storage } from './storage.js';
 
 /**
@@ -40,7 +40,7 @@ export interface TcpReplicaServerOptions {
   /** Stores hints for member `target` (see src/kv/hint-store.ts). Without it HINTS is answered with ERROR. */
   storeHints?: (target: string, keys: string[]) => Promise<void>;
   /** Where protocol errors (the connection is dropped) and listener errors are reported. Default: nowhere. */
-  log?: { warn(o: object, m?: string): void };
+  log?: Pick<Logger, 'warn'>;
 }
 
 export interface RunningTcpReplicaServer {
@@ -156,7 +156,7 @@ class ReplicaConnection {
 
   private onFrame(id: number, op: number, body: Buffer): void {
     if (this.closing) {
-      this.writer.write(encodeError(id, errorText(new Unavailable('replica server is closing'))));
+      this.writer.write(encodeError(id, new Unavailable('replica server is closing')));
       return;
     }
     const { storage } = this.opts;
@@ -172,9 +172,7 @@ class ReplicaConnection {
       case Op.PUT: {
         const { key, rec } = decodePut(body);
         this.answerLater(id, () => {
-          if (!isVersion(rec.version)) {
-            throw new InvalidRequest('version must be a version like 0190a1b2c3d4.000000.gw-1', { got: rec.version });
-          }
+          checkVersion(rec.version, 'version');
           return storage.put(key, rec).then((r) => encodePutReply(id, r));
         });
         return;
@@ -182,9 +180,7 @@ class ReplicaConnection {
       case Op.LIST: {
         const q = decodeList(body);
         this.answer(id, () => {
-          if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_LIST_LIMIT) {
-            throw new InvalidRequest(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`, { got: q.limit });
-          }
+          checkLimit(q.limit, MAX_LIST_LIMIT, { got: q.limit });
           return encodeListReply(id, storage.list(q));
         });
         return;
@@ -200,7 +196,7 @@ class ReplicaConnection {
       }
       default:
         // A newer client's operation: say so, and keep the connection.
-        this.writer.write(encodeError(id, `INVALID_REQUEST unknown operation ${op}`));
+        this.writer.write(encodeError(id, new InvalidRequest(`unknown operation ${op}`)));
     }
   }
 
@@ -209,7 +205,7 @@ class ReplicaConnection {
     try {
       reply = run();
     } catch (err) {
-      reply = encodeError(id, errorText(err));
+      reply = encodeError(id, err);
     }
     this.writer.write(reply);
   }
@@ -222,15 +218,9 @@ class ReplicaConnection {
     } catch (err) {
       p = Promise.reject(err);
     }
-    p.catch((err: unknown) => encodeError(id, errorText(err))).then((reply) => {
+    p.catch((err: unknown) => encodeError(id, err)).then((reply) => {
       this.writer.write(reply);
       if (--this.inFlight === 0 && this.closing) this.drained?.();
     });
   }
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof FlexStoreError) return `${err.code} ${err.message}`;
-  if (err instanceof ProtocolError) return `INVALID_REQUEST ${err.message}`;
-  return `INTERNAL ${err instanceof Error ? err.message : String(err)}`;
 }

@@ -1,51 +1,63 @@
-/** Configuration of the service registry. Every field has a documented default. */
-export interface RegistryConfig {
-  /** TCP port to listen on; 0 picks a free one. Default 8000. */
-  port: number;
-  /** Interface to bind. Default 0.0.0.0. */
-  host: string;
-  /** Folder where the member list is kept (members.json). Default ./data/registry. */
-  dataDir: string;
-  /** A member that has not heartbeated for this long is marked down. Default 3000 ms. */
-  downAfterMs: number;
-  /** How often liveness is re-evaluated. Default 250 ms. */
-  sweepIntervalMs: number;
-  /** Upper bound on the `wait` of a blocking GET /nodes. Default 60 s. */
-  maxWaitSeconds: number;
-  /**
-   * Copies of each key and virtual nodes per member: the registry computes
-   * placement to know which members must acquire ranges before a join or a
-   * leave completes. Must equal the gateways' settings. Defaults 3 and 256.
-   */
-  replicationFactor: number;
-  vnodes: number;
-  /**
-   * Tombstones younger than this are never purged, and a member down longer
-   * than this is refused when it comes back (its data could resurrect keys
-   * deleted meanwhile: wipe its data dir and add it as a new member).
-   * Default 10 days.
-   */
-  tombstoneGraceMs: number;
-  /**
-   * A member down this long is decommissioned automatically (its ranges are
-   * re-replicated from the survivors). 0 turns this off (the default); must
-   * be less than tombstoneGraceMs.
-   */
-  downRemoveAfterMs: number;
-  /** pino level: fatal, error, warn, info, debug, trace or silent. Default info. */
-  logLevel: string;
-}
+import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
+import { host, logLevel, portOption, replicationFactor, vnodes } from '../cluster/shared-options.js';
 
-export const defaultRegistryConfig: RegistryConfig = {
-  port: 8000,
-  host: '0.0.0.0',
-  dataDir: './data/registry',
-  downAfterMs: 3000,
-  sweepIntervalMs: 250,
-  maxWaitSeconds: 60,
-  replicationFactor: 3,
-  vnodes: 256,
-  tombstoneGraceMs: 10 * 24 * 3600 * 1000,
-  downRemoveAfterMs: 0,
-  logLevel: 'info',
-};
+/**
+ * Configuration of the service registry: one row per option (flag,
+ * environment variable, kind, default, doc line, check). The CLI, --help,
+ * the README's table and validateRegistryConfig all come from these rows.
+ */
+export const registryOptions = defineOptions('registry', {
+  port: portOption(8000),
+  host,
+  dataDir: opt.string({
+    flag: 'data-dir',
+    env: 'DATA_DIR',
+    default: './data/registry',
+    valueName: '<dir>',
+    doc: 'Where the member list, members.json, is kept',
+  }),
+  downAfterMs: opt.int({
+    flag: 'down-after-ms',
+    env: 'DOWN_AFTER_MS',
+    default: 3000,
+    valueName: '<ms>',
+    doc: 'Mark a member down after this long without a heartbeat',
+  }),
+  sweepIntervalMs: opt.int({ default: 250, doc: 'How often liveness is re-evaluated' }),
+  maxWaitSeconds: opt.int({ default: 60, min: 0, doc: 'Upper bound on the wait of a blocking GET /nodes' }),
+  // The registry computes placement to know which members must acquire
+  // ranges before a join or a leave completes.
+  replicationFactor,
+  vnodes,
+  // A member down longer than the grace could resurrect keys deleted
+  // meanwhile (their tombstones are purged): wipe its data dir and add it as
+  // a new member.
+  tombstoneGraceMs: opt.duration({
+    flag: 'tombstone-grace',
+    env: 'TOMBSTONE_GRACE',
+    default: 10 * 24 * 3600 * 1000,
+    valueName: '<duration>',
+    doc: 'Keep tombstones this long; a member down longer is refused when it returns',
+    check: (ms) => (ms > 0 ? undefined : 'must be > 0'),
+  }),
+  downRemoveAfterMs: opt.duration({
+    flag: 'down-remove-after',
+    env: 'DOWN_REMOVE_AFTER',
+    default: 0,
+    valueName: '<duration>',
+    doc: 'Decommission a member down this long (0 = never); must be less than the tombstone grace',
+    // Otherwise a removed member's ranges could miss tombstone purges.
+    check: (ms, c) =>
+      ms > 0 && ms >= (c.tombstoneGraceMs as number)
+        ? 'must be less than tombstoneGraceMs, or a removed member could miss tombstone purges'
+        : undefined,
+  }),
+  logLevel,
+});
+
+export type RegistryConfig = ConfigOf<typeof registryOptions.rows>;
+
+export const defaultRegistryConfig: Readonly<RegistryConfig> = registryOptions.defaults;
+
+/** Throws `invalid registry config: <field> ...` for the first field refused. */
+export const validateRegistryConfig = (config: RegistryConfig): void => registryOptions.validate(config);

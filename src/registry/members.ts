@@ -1,7 +1,9 @@
 import { Conflict } from '../cluster/errors.js';
+import { silentLogger, type Logger } from '../cluster/logger.js';
 import { Placement, phaseOf, type MemberPhase } from '../cluster/placement.js';
 import type { Member, MemberView, TransferProgress } from '../cluster/types.js';
 import { ChangeFeed } from './change-feed.js';
+import { defaultRegistryConfig } from './config.js';
 import { deriveMemberId } from './member-id.js';
 
 /**
@@ -24,15 +26,10 @@ import { deriveMemberId } from './member-id.js';
  * are remembered so a removed server cannot come back with stale data.
  */
 
-export interface MemberTableLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-
 export interface MemberTableOptions {
   /** A member whose last heartbeat is older than this is marked down by sweep(). */
   downAfterMs: number;
-  log?: MemberTableLog;
+  log?: Pick<Logger, 'info' | 'warn'>;
   /** Placement settings used to find acquirers. Defaults 3 and 256. */
   replicationFactor?: number;
   vnodes?: number;
@@ -76,13 +73,12 @@ export interface RegisterResult {
   replacedId?: string;
 }
 
-const silentLog: MemberTableLog = { info() {}, warn() {} };
 
 export class MemberTable {
   private readonly members = new Map<string, Member>();
   private readonly feed = new ChangeFeed();
   private readonly downAfterMs: number;
-  private readonly log: MemberTableLog;
+  private readonly log: Pick<Logger, 'info' | 'warn'>;
   private currentEpoch = 0;
   /** Removed member id → when. */
   private readonly removed = new Map<string, number>();
@@ -94,11 +90,11 @@ export class MemberTable {
 
   constructor(opts: MemberTableOptions) {
     this.downAfterMs = opts.downAfterMs;
-    this.log = opts.log ?? silentLog;
-    this.replicationFactor = opts.replicationFactor ?? 3;
-    this.vnodes = opts.vnodes ?? 256;
-    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? 10 * 24 * 3600 * 1000;
-    this.downRemoveAfterMs = opts.downRemoveAfterMs ?? 0;
+    this.log = opts.log ?? silentLogger;
+    this.replicationFactor = opts.replicationFactor ?? defaultRegistryConfig.replicationFactor;
+    this.vnodes = opts.vnodes ?? defaultRegistryConfig.vnodes;
+    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? defaultRegistryConfig.tombstoneGraceMs;
+    this.downRemoveAfterMs = opts.downRemoveAfterMs ?? defaultRegistryConfig.downRemoveAfterMs;
     this.onMembershipChange = opts.onMembershipChange ?? (() => {});
   }
 

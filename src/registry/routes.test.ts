@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it, mock } from 'node:test';
 import { request } from 'undici';
@@ -8,6 +7,7 @@ import { createHttpServer } from '../cluster/http-server.js';
 import { MemberTable } from './members.js';
 import { registerRegistryRoutes } from './routes.js';
 import { startRegistry } from './server.js';
+import { tempDirs } from '../test/support/index.js';
 
 function makeApp(opts: { persist?: () => Promise<void> } = {}) {
   const app = createHttpServer({ logLevel: 'silent', bodyLimit: 64 * 1024, component: 'registry-test' });
@@ -214,18 +214,10 @@ describe('registry routes', () => {
 });
 
 describe('startRegistry', () => {
-  const dirs: string[] = [];
-  after(async () => {
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-  });
-  const tempDir = async () => {
-    const d = await mkdtemp(join(tmpdir(), 'flexstore-registry-'));
-    dirs.push(d);
-    return d;
-  };
+  const tempDir = tempDirs('flexstore-registry-');
 
   it('persists members, reloads them down, and close answers blocked watches', async () => {
-    const dataDir = await tempDir();
+    const dataDir = tempDir();
     const reg = await startRegistry({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
     after(() => reg.close());
     assert.equal(reg.url, `http://127.0.0.1:${reg.port}`);
@@ -271,12 +263,12 @@ describe('startRegistry', () => {
   });
 
   it('a corrupt member file fails start-up', async () => {
-    const dataDir = await tempDir();
+    const dataDir = tempDir();
     await writeFile(join(dataDir, 'members.json'), 'not json');
     await assert.rejects(startRegistry({ port: 0, dataDir, logLevel: 'silent' }), /members\.json is corrupt/);
   });
 
   it('an invalid config fails start-up', async () => {
-    await assert.rejects(startRegistry({ port: -1, dataDir: await tempDir(), logLevel: 'silent' }), /invalid registry config: port/);
+    await assert.rejects(startRegistry({ port: -1, dataDir: tempDir(), logLevel: 'silent' }), /invalid registry config: port/);
   });
 });

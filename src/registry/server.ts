@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createHttpServer } from '../cluster/http-server.js';
 import type { RunningServer } from '../cluster/types.js';
-import { defaultRegistryConfig, type RegistryConfig } from './config.js';
+import { listenUrl } from '../cluster/listen-url.js';
+import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
 import { MemberTable } from './members.js';
 import { registerRegistryRoutes } from './routes.js';
 import { MemberStore } from './store.js';
@@ -23,7 +24,7 @@ const HEARTBEAT_SAVE_MS = 30_000;
  */
 export async function startRegistry(config: Partial<RegistryConfig> = {}): Promise<RunningServer> {
   const cfg: RegistryConfig = { ...defaultRegistryConfig, ...config };
-  validateConfig(cfg);
+  validateRegistryConfig(cfg);
   await mkdir(cfg.dataDir, { recursive: true });
 
   const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry' });
@@ -72,7 +73,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     throw err;
   }
   const port = (app.server.address() as AddressInfo).port;
-  const url = `http://${urlHost(cfg.host)}:${port}`;
+  const url = listenUrl(cfg.host, port);
   app.log.info({ url, dataDir: cfg.dataDir, members: table.size }, 'registry listening');
 
   let closing: Promise<void> | null = null;
@@ -94,29 +95,4 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   };
 
   return { url, port, close };
-}
-
-function validateConfig(cfg: RegistryConfig): void {
-  const fail = (field: string, why: string): never => {
-    throw new Error(`invalid registry config: ${field} ${why} (got ${JSON.stringify(cfg[field as keyof RegistryConfig])})`);
-  };
-  if (!Number.isInteger(cfg.port) || cfg.port < 0 || cfg.port > 65535) fail('port', 'must be an integer 0..65535');
-  if (typeof cfg.host !== 'string' || cfg.host === '') fail('host', 'must be a non-empty string');
-  if (typeof cfg.dataDir !== 'string' || cfg.dataDir === '') fail('dataDir', 'must be a non-empty path');
-  if (!(cfg.downAfterMs > 0)) fail('downAfterMs', 'must be > 0');
-  if (!(cfg.sweepIntervalMs > 0)) fail('sweepIntervalMs', 'must be > 0');
-  if (!(cfg.maxWaitSeconds >= 0)) fail('maxWaitSeconds', 'must be >= 0');
-  if (!Number.isInteger(cfg.replicationFactor) || cfg.replicationFactor < 1) fail('replicationFactor', 'must be an integer >= 1');
-  if (!Number.isInteger(cfg.vnodes) || cfg.vnodes < 1) fail('vnodes', 'must be an integer >= 1');
-  if (!(cfg.tombstoneGraceMs > 0)) fail('tombstoneGraceMs', 'must be > 0');
-  if (!(cfg.downRemoveAfterMs >= 0)) fail('downRemoveAfterMs', 'must be >= 0');
-  if (cfg.downRemoveAfterMs > 0 && cfg.downRemoveAfterMs >= cfg.tombstoneGraceMs) {
-    fail('downRemoveAfterMs', 'must be less than tombstoneGraceMs, or a removed member could miss tombstone purges');
-  }
-}
-
-/** A wildcard bind is reached through loopback; an IPv6 literal needs brackets in a URL. */
-function urlHost(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

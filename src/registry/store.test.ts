@@ -1,34 +1,25 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { tempDirs } from '../test/support/index.js';
 import type { MemberRecord } from './members.js';
 import { CorruptMemberFile, MEMBER_FILE, MemberStore } from './store.js';
 
-const dirs: string[] = [];
-after(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'flexstore-registry-store-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('flexstore-registry-store-');
 
 const rec = (id: string): MemberRecord => ({ id, url: `http://${id}:1`, registeredAt: 1, lastHeartbeat: 2 });
 
 describe('MemberStore', () => {
   it('load on a fresh dir returns null and creates the dir', async () => {
-    const dir = join(await tempDir(), 'nested', 'registry');
+    const dir = join(tempDir(), 'nested', 'registry');
     const store = new MemberStore(dir);
     assert.equal(await store.load(), null);
     assert.deepEqual(await readdir(dir), []);
   });
 
   it('round-trips a snapshot', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     const store = new MemberStore(dir);
     await store.save({ index: 7, members: [rec('a'), rec('b')] });
     const loaded = await new MemberStore(dir).load();
@@ -37,7 +28,7 @@ describe('MemberStore', () => {
   });
 
   it('concurrent saves never overlap and the newest wins', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     const store = new MemberStore(dir);
     const saves = [];
     for (let i = 1; i <= 20; i++) {
@@ -51,7 +42,7 @@ describe('MemberStore', () => {
   });
 
   it('a save after a finished drain is written too', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     const store = new MemberStore(dir);
     await store.save({ index: 1, members: [rec('a')] });
     await store.save({ index: 2, members: [rec('a'), rec('b')] });
@@ -59,7 +50,7 @@ describe('MemberStore', () => {
   });
 
   it('ignores and removes a leftover tmp file', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     const store = new MemberStore(dir);
     await store.save({ index: 3, members: [rec('a')] });
     await writeFile(join(dir, `${MEMBER_FILE}.tmp`), '{"torn');
@@ -68,7 +59,7 @@ describe('MemberStore', () => {
   });
 
   it('a failed write rejects save and flush', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     const store = new MemberStore(join(dir, 'missing-dir'));
     await assert.rejects(store.save({ index: 1, members: [] }), { code: 'ENOENT' });
     await store.flush();
@@ -88,7 +79,7 @@ describe('MemberStore', () => {
   ];
   for (const [name, text] of corrupt) {
     it(`a corrupt file fails loading: ${name}`, async () => {
-      const dir = await tempDir();
+      const dir = tempDir();
       await writeFile(join(dir, MEMBER_FILE), text);
       await assert.rejects(new MemberStore(dir).load(), (err: unknown) => {
         assert.ok(err instanceof CorruptMemberFile);
@@ -99,7 +90,7 @@ describe('MemberStore', () => {
   }
 
   it('writes readable JSON with a format version', async () => {
-    const dir = await tempDir();
+    const dir = tempDir();
     await new MemberStore(dir).save({ index: 1, members: [rec('a')] });
     const data = JSON.parse(await readFile(join(dir, MEMBER_FILE), 'utf8'));
     assert.equal(data.version, 1);

@@ -4,7 +4,7 @@ import { majority } from '../../cluster/consistency.js';
 import { Placement } from '../../cluster/placement.js';
 import { Ring } from '../../cluster/ring.js';
 import type { Member } from '../../cluster/types.js';
-import { http, kvUrl } from '../support/cluster.js';
+import { http, kvUrl } from '../support/index.js';
 import { versionOfEtag, type History, type ReadRecord, type WriteRecord } from './workload.js';
 
 /**

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TestCluster, freePort, http, waitFor, type ClusterOptions } from '../support/cluster.js';
+import { TestCluster, freePort, http, waitFor, type ClusterOptions } from '../support/index.js';
 import {
   acksInside,
   ackedFloors,

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { http, kvUrl } from '../support/cluster.js';
+import { http, kvUrl } from '../support/index.js';
 
 /**
  * A bounded client workload against one gateway, recording a history the

@@ -1,8 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlexStoreClient, FlexStoreRequestError } from '../../client/index.js';
-import { TestCluster, http, kvUrl } from '../support/cluster.js';
-import { waitFor } from '../support/process.js';
+import { TestCluster, http, kvUrl, waitFor } from '../support/index.js';
 
 /** Every error response has this shape, whatever produced it. */
 function assertErrorShape(res: { status: number; json: any; headers: any }, status: number, code: string) {

@@ -2,8 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { FlexStoreClient } from '../../client/index.js';
-import { TestCluster, http, kvUrl } from '../support/cluster.js';
-import { BIN, waitFor } from '../support/process.js';
+import { BIN, http, kvUrl, TestCluster, waitFor } from '../support/index.js';
 
 /**
  * The CLI's client commands and the client library against a real cluster

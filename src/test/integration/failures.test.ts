@@ -1,6 +1,6 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestCluster, http, kvUrl, waitFor } from '../support/cluster.js';
+import { http, kvUrl, testClusters, waitFor } from '../support/index.js';
 
 async function putAll(gw: string, entries: Array<[string, string]>, query = ''): Promise<void> {
   for (let i = 0; i < entries.length; i += 32) {
@@ -25,14 +25,10 @@ const entries = (prefix: string, n: number): Array<[string, string]> =>
   Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `${prefix}-value-${i}`]);
 
 describe('failures', () => {
-  const clusters: TestCluster[] = [];
-  after(async () => {
-    await Promise.all(clusters.map((c) => c.stop()));
-  });
+  const startCluster = testClusters();
 
   test('kill -9 of any one KV server: acknowledged keys still read, writes go on, it comes back', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const gw = c.gatewayUrl;
     const before = entries('one-down', 150);
     await putAll(gw, before);
@@ -57,8 +53,7 @@ describe('failures', () => {
   });
 
   test('kill -9 of all KV servers mid-stream loses no acknowledged write', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const gw = c.gatewayUrl;
     const acked: Array<[string, string]> = [];
     let stop = false;
@@ -87,8 +82,7 @@ describe('failures', () => {
   });
 
   test('registry killed: data path goes on; restarted, it lists every member again', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const gw = c.gatewayUrl;
     const before = entries('reg', 50);
     await putAll(gw, before);
@@ -108,8 +102,7 @@ describe('failures', () => {
   });
 
   test('a second and a restarted gateway find every key', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const data = entries('gw', 100);
     await putAll(c.gatewayUrl, data);
 
@@ -127,8 +120,7 @@ describe('failures', () => {
   });
 
   test('quorum cannot be met: 503 that says how many answered, nothing claimed', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const gw = c.gatewayUrl;
     await putAll(gw, [['q/1', 'one']]);
     await c.killKv(0);

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { HybridClock } from '../../cluster/hlc.js';
 import { HttpReplicaTransport } from '../../cluster/http-transport.js';
-import { BIN, FlexProcess, freePort, waitFor } from '../support/process.js';
+import { BIN, FlexProcess, freePort, waitFor } from '../support/index.js';
 
 /**
  * Durability seen from outside the process: a KV server runs under strace,

@@ -1,8 +1,7 @@
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { BIN } from '../support/process.js';
-import { TestCluster, http, kvUrl, waitFor } from '../support/cluster.js';
+import { BIN, TestCluster, http, testClusters, kvUrl, waitFor } from '../support/index.js';
 
 /** Writes entries with `concurrency` requests in flight; every one must be acknowledged. */
 async function putAll(gw: string, entries: Array<[string, string]>, concurrency = 32): Promise<void> {
@@ -43,14 +42,10 @@ async function members(c: TestCluster): Promise<Array<{ id: string; url: string;
 }
 
 describe('self-healing', () => {
-  const clusters: TestCluster[] = [];
-  after(async () => {
-    await Promise.all(clusters.map((c) => c.stop()));
-  });
+  const startCluster = testClusters();
 
   test('a returning server catches up on 10,000 missed writes by itself, and serves them alone', async () => {
-    const c = await TestCluster.start();
-    clusters.push(c);
+    const c = await startCluster();
     const gw = c.gatewayUrl;
     await c.killKv(2);
     await c.waitForState(2, 'down');
@@ -73,8 +68,7 @@ describe('self-healing', () => {
   });
 
   test('a joining server under load: no acknowledged write lost, no request failed', async () => {
-    const c = await TestCluster.start({ kvArgs: ['--anti-entropy-ms', '2000'] });
-    clusters.push(c);
+    const c = await startCluster({ kvArgs: ['--anti-entropy-ms', '2000'] });
     const gw = c.gatewayUrl;
     const before = entries('pre-join', 3000);
     await putAll(gw, before);
@@ -113,8 +107,7 @@ describe('self-healing', () => {
   });
 
   test('decommission with `flexstore node remove`: data moves out, then one more can die', async () => {
-    const c = await TestCluster.start({ kvCount: 4, kvArgs: ['--anti-entropy-ms', '2000'] });
-    clusters.push(c);
+    const c = await startCluster({ kvCount: 4, kvArgs: ['--anti-entropy-ms', '2000'] });
     const gw = c.gatewayUrl;
     const data = entries('leave', 2000);
     await putAll(gw, data);
@@ -139,12 +132,11 @@ describe('self-healing', () => {
   });
 
   test('DOWN_REMOVE_AFTER: a dead server is removed and its copies re-replicated', async () => {
-    const c = await TestCluster.start({
+    const c = await startCluster({
       kvCount: 4,
       registryArgs: ['--down-remove-after', '2s'],
       kvArgs: ['--anti-entropy-ms', '2000'],
     });
-    clusters.push(c);
     const data = entries('replace', 1500);
     await putAll(c.gatewayUrl, data);
     await c.killKv(3);
@@ -165,11 +157,10 @@ describe('self-healing', () => {
   });
 
   test('deletes stay deleted: tombstones are purged after the grace, and a server down longer is refused', async () => {
-    const c = await TestCluster.start({
+    const c = await startCluster({
       registryArgs: ['--tombstone-grace', '3s'],
       kvArgs: ['--anti-entropy-ms', '1000'],
     });
-    clusters.push(c);
     const gw = c.gatewayUrl;
     await putAll(gw, [['doomed', 'x'], ['kept', 'y']]);
     // kv2 goes down holding the live value, and misses the delete.

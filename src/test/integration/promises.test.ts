@@ -6,8 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { defaultRegistryConfig } from '../../registry/config.js';
 import { startRegistry } from '../../registry/server.js';
-import { TestCluster, http, kvUrl, type HttpResult } from '../support/cluster.js';
-import { BIN, FlexProcess, freePort, waitFor } from '../support/process.js';
+import { BIN, FlexProcess, freePort, http, type HttpResult, kvUrl, TestCluster, waitFor } from '../support/index.js';
 
 /**
  * The README's promises that no other test checks, each against real

@@ -1,44 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { request } from 'undici';
+import { after } from 'node:test';
+import { http, isUpAndActive, waitHealthy, type HttpResult } from './probe.js';
 import { FlexProcess, freePort, waitFor } from './process.js';
-
-export interface HttpResult {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-  text: string;
-  json: any;
-}
-
-/** One HTTP exchange; never throws for an HTTP status, only for a transport failure. */
-export async function http(
-  method: string,
-  url: string,
-  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<HttpResult> {
-  const res = await request(url, {
-    method: method as any,
-    body: opts.body,
-    headers: opts.headers,
-    headersTimeout: opts.timeoutMs ?? 10_000,
-    bodyTimeout: opts.timeoutMs ?? 10_000,
-  });
-  const body = Buffer.from(await res.body.arrayBuffer());
-  const text = body.toString('utf8');
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, headers: res.headers as HttpResult['headers'], body, text, json };
-}
-
-export function kvUrl(gateway: string, key: string, query = ''): string {
-  return `${gateway}/kv/${encodeURIComponent(key)}${query ? `?${query}` : ''}`;
-}
 
 export interface ClusterOptions {
   kvCount?: number;
@@ -145,7 +110,7 @@ export class TestCluster {
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.opts.registryArgs,
     ]);
-    await this.waitHealthy(this.registry, `${this.registryUrl}/health`);
+    await waitHealthy(this.registry, `${this.registryUrl}/health`);
   }
 
   async addKv(options: KvOptions = {}): Promise<number> {
@@ -171,7 +136,7 @@ export class TestCluster {
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
       ...(slot.options.advertiseTcpPort ? ['--advertise-tcp-port', String(slot.options.advertiseTcpPort)] : []),
     ]);
-    await this.waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
+    await waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
   }
 
   async addGateway(extraArgs: string[] = []): Promise<string> {
@@ -187,7 +152,7 @@ export class TestCluster {
     ]);
     this.gateways.push({ port, proc });
     const url = `http://127.0.0.1:${port}`;
-    await this.waitHealthy(proc, `${url}/cluster`);
+    await waitHealthy(proc, `${url}/cluster`);
     return url;
   }
 
@@ -198,7 +163,7 @@ export class TestCluster {
       await waitFor(`${count} members up and active at ${url}`, async () => {
         const res = await http('GET', `${url}/cluster`);
         const members: Array<{ state: string; phase?: string }> = res.json?.members ?? [];
-        const up = members.filter((m) => m.state === 'up' && (m.phase ?? 'active') === 'active').length;
+        const up = members.filter(isUpAndActive).length;
         return up === count && members.length === count;
       });
     }
@@ -251,17 +216,21 @@ export class TestCluster {
     const procs = [this.registry, ...this.kvs.map((k) => k.proc), ...this.gateways.map((g) => g.proc)];
     return procs.filter(Boolean).map((p) => `--- ${p.name}\n${p.logs()}`).join('\n');
   }
-
-  private async waitHealthy(proc: FlexProcess, url: string): Promise<void> {
-    let exited = false;
-    await waitFor(`${proc.name} at ${url}`, async () => {
-      if (!proc.running) exited = true;
-      if (exited) return true;
-      const res = await http('GET', url, { timeoutMs: 1000 });
-      return res.status < 500 || res.status === 503;
-    });
-    if (exited) throw new Error(`${proc.name} exited during start-up:\n${proc.logs()}`);
-  }
 }
 
-export { waitFor, freePort };
+/**
+ * A starter of process clusters, every one stopped when the tests around
+ * the call end (the suite, or the file at top level): a test that fails
+ * half-way still leaves no servers behind.
+ */
+export function testClusters(): (options?: ClusterOptions) => Promise<TestCluster> {
+  const clusters: TestCluster[] = [];
+  after(async () => {
+    await Promise.all(clusters.map((c) => c.stop()));
+  });
+  return async (options) => {
+    const c = await TestCluster.start(options);
+    clusters.push(c);
+    return c;
+  };
+}

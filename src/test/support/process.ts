@@ -54,6 +54,7 @@ function canBind(port: number): Promise<boolean> {
   });
 }
 
+/** Polls probe until it returns a value other than undefined/false (its errors count as not yet), or times out. */
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false> | T | undefined | false,
@@ -76,38 +77,52 @@ export async function waitFor<T>(
   }
 }
 
-/** One FlexStore process started through the CLI, with its output kept for diagnosis. */
-export class FlexProcess {
+/** How a child process ended: its exit code or the signal that ended it (both null if it never started). */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * A child process with its output kept for diagnosis: the processes a test
+ * or a benchmark starts (FlexStore servers, baselines, etcd members). Every
+ * one is killed if this process exits first.
+ */
+export class ManagedProcess {
   readonly child: ChildProcess;
+  readonly exited: Promise<ProcessExit>;
   private readonly output: string[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(
     readonly name: string,
-    readonly args: string[],
-    env: Record<string, string> = {},
+    command: string,
+    args: string[],
+    opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
   ) {
-    this.child = spawn(process.execPath, [BIN, ...args], {
-      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    this.child = spawn(command, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(this.child);
-    const keep = (chunk: Buffer) => {
-      this.output.push(chunk.toString());
-      if (this.output.length > 400) this.output.splice(0, 100);
-    };
-    this.child.stdout!.on('data', keep);
-    this.child.stderr!.on('data', keep);
+    this.child.stdout!.on('data', (chunk: Buffer) => this.keep(chunk));
+    this.child.stderr!.on('data', (chunk: Buffer) => this.keep(chunk));
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         live.delete(this.child);
         resolve({ code, signal });
       });
+      // A command that cannot be started (not installed) ends here, not in 'exit'.
+      this.child.on('error', (err) => {
+        this.output.push(`spawn error: ${err.message}\n`);
+        live.delete(this.child);
+        resolve({ code: null, signal: null });
+      });
     });
   }
 
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
   get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined;
   }
 
   logs(): string {
@@ -131,5 +146,28 @@ export class FlexProcess {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
     await this.exited;
     clearTimeout(timer);
+  }
+
+  // Only the most recent output is kept: a long run must not grow without bound.
+  private keep(chunk: Buffer): void {
+    this.output.push(chunk.toString());
+    if (this.output.length > 400) this.output.splice(0, 100);
+  }
+}
+
+/**
+ * One FlexStore process started through the CLI shim, as an operator would
+ * start it. `env` is added to this process's environment (LOG_LEVEL is warn
+ * unless it says otherwise); `nodeFlags` go to Node.js itself (--cpu-prof,
+ * --expose-gc).
+ */
+export class FlexProcess extends ManagedProcess {
+  constructor(
+    name: string,
+    readonly args: string[],
+    env: Record<string, string> = {},
+    nodeFlags: string[] = [],
+  ) {
+    super(name, process.execPath, [...nodeFlags, BIN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env } });
   }
 }

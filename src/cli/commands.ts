@@ -1,0 +1,170 @@
+import { DEFAULT_GATEWAY, DEFAULT_TIMEOUT_MS } from '../client/index.js';
+import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
+import { logLevel, registryUrl, replicationFactor } from '../cluster/shared-options.js';
+import { CONSISTENCY_LEVELS, gatewayOptions, type GatewayConfig } from '../gateway/config.js';
+import { defaultKvDataDir, kvOptions, type KvConfig } from '../kv/config.js';
+import { registryOptions, type RegistryConfig } from '../registry/config.js';
+import { UsageError, cliOptions, configFrom, type CommandSpec, type OptionValues } from './options.js';
+
+/**
+ * The flexstore commands: their options come from the components' rows
+ * (registry/config.ts, kv/config.ts, gateway/config.ts) and, for the
+ * commands that start no server, from the rows below.
+ */
+
+export type CommandName = 'registry' | 'kv' | 'gateway' | 'dev' | 'put' | 'get' | 'del' | 'ls' | 'status' | 'node';
+
+const devOptions = defineOptions('dev', {
+  registryPort: opt.port({ flag: 'registry-port', default: registryOptions.defaults.port, valueName: '<port>', doc: 'Registry port' }),
+  gatewayPort: opt.port({ flag: 'gateway-port', default: gatewayOptions.defaults.port, valueName: '<port>', doc: 'Gateway port' }),
+  kvPorts: opt.ports({
+    flag: 'kv-ports',
+    default: [0, 1, 2].map((i) => kvOptions.defaults.port + i),
+    valueName: '<ports>',
+    doc: 'One KV server per port, comma-separated',
+  }),
+  dataDir: opt.string({ flag: 'data-dir', env: 'DATA_DIR', default: './data', valueName: '<dir>', doc: 'Parent of registry/ and kv-<port>/' }),
+  replicationFactor,
+  logLevel,
+});
+
+export type DevConfig = ConfigOf<typeof devOptions.rows>;
+
+const clientOptions = defineOptions('client', {
+  gateway: opt.url({ flag: 'gateway', env: 'FLEXSTORE_GATEWAY', default: DEFAULT_GATEWAY, valueName: '<url>', doc: 'Gateway base URL' }),
+  // Left unset, the request names none and the gateway applies its own default.
+  consistency: opt.enum(CONSISTENCY_LEVELS, {
+    flag: 'consistency',
+    valueName: '<level>',
+    defaultText: "the gateway's",
+    doc: `Replicas that must answer: ${CONSISTENCY_LEVELS.join(', ')}`,
+  }),
+  timeoutMs: opt.int({
+    flag: 'timeout-ms',
+    env: 'FLEXSTORE_TIMEOUT_MS',
+    default: DEFAULT_TIMEOUT_MS,
+    valueName: '<ms>',
+    doc: 'Give up on a request after this long',
+  }),
+  json: opt.boolean({ flag: 'json', default: false, doc: 'Print machine-readable JSON' }),
+});
+
+export type ClientSettings = ConfigOf<typeof clientOptions.rows>;
+
+/** Options of one client command only; read by flag from the parsed values. */
+const commandOptions = {
+  contentType: opt.string({
+    flag: 'content-type',
+    defaultText: 'text/plain; charset=utf-8, or application/octet-stream for stdin',
+    valueName: '<type>',
+    doc: 'Content type stored with the value',
+  }),
+  limit: opt.int({ flag: 'limit', defaultText: 'no limit', valueName: '<n>', doc: 'Print at most this many keys' }),
+  force: opt.boolean({ flag: 'force', doc: 'Remove at once without moving its ranges (only for a member whose data is lost)' }),
+};
+
+const client = cliOptions(clientOptions.rows);
+const clientWith = (rows: Parameters<typeof cliOptions>[0]) => [...client.filter((o) => o.flag !== 'json'), ...cliOptions(rows), ...client.filter((o) => o.flag === 'json')];
+
+export const commands: Readonly<Record<CommandName, CommandSpec>> = {
+  registry: {
+    name: 'registry',
+    summary: 'Run the service registry: KV servers register and heartbeat here, gateways watch it.',
+    positionals: [0, 0],
+    options: cliOptions(registryOptions.rows),
+    notes: ['Durations: 500ms, 30s, 10m, 2h, 10d; a bare number is seconds.'],
+  },
+  kv: {
+    name: 'kv',
+    summary: 'Run a KV storage server (one replica of the data, stored in LMDB).',
+    positionals: [0, 0],
+    options: cliOptions(kvOptions.rows),
+  },
+  gateway: {
+    name: 'gateway',
+    summary: 'Run a gateway: the client-facing HTTP API that coordinates replicas.',
+    positionals: [0, 0],
+    options: cliOptions(gatewayOptions.rows),
+  },
+  dev: {
+    name: 'dev',
+    summary: 'Run a local cluster (registry, KV servers, gateway) as child processes.',
+    positionals: [0, 0],
+    options: cliOptions(devOptions.rows),
+    notes: [
+      'Data stays in the data dir, so the next run finds it again.',
+      'Other server variables (e.g. MAX_VALUE_BYTES) pass through to the children.',
+    ],
+  },
+  put: {
+    name: 'put',
+    summary: 'Store a value.',
+    args: 'KEY VALUE',
+    positionals: [2, 2],
+    options: clientWith({ contentType: commandOptions.contentType }),
+    notes: ["VALUE '-' reads the value from stdin as bytes.", "A KEY starting with '-' goes after '--'."],
+  },
+  get: {
+    name: 'get',
+    summary: "Write a value's raw bytes to stdout.",
+    args: 'KEY',
+    positionals: [1, 1],
+    options: cliOptions(clientOptions.rows, { json: { doc: 'Print key, version, content type and value as JSON' } }),
+  },
+  del: { name: 'del', summary: 'Delete a key.', args: 'KEY', positionals: [1, 1], options: client },
+  ls: {
+    name: 'ls',
+    summary: 'List keys in key order, following pages.',
+    args: '[PREFIX]',
+    positionals: [0, 1],
+    options: clientWith({ limit: commandOptions.limit }),
+  },
+  status: {
+    name: 'status',
+    summary: "Show the gateway's view of the cluster: members, state, phase, ownership, transfers.",
+    positionals: [0, 0],
+    options: client,
+  },
+  node: {
+    name: 'node',
+    summary: 'Manage members: `node remove ID|URL` decommissions a KV server (its ranges move to their new owners first).',
+    args: 'remove ID|URL',
+    positionals: [2, 2],
+    options: cliOptions({ registryUrl, force: commandOptions.force, json: clientOptions.rows.json }),
+  },
+};
+
+export function isCommandName(name: string): name is CommandName {
+  return Object.hasOwn(commands, name);
+}
+
+// ---------------------------------------------------------------------------
+// Typed configs of parsed values
+
+export function registryConfigFrom(v: OptionValues): RegistryConfig {
+  return configFrom(registryOptions.defaults, commands.registry.options, v);
+}
+
+export function kvConfigFrom(v: OptionValues): KvConfig {
+  const config = configFrom(kvOptions.defaults, commands.kv.options, v);
+  if (v['data-dir'] === undefined) config.dataDir = defaultKvDataDir(config.port);
+  return config;
+}
+
+export function gatewayConfigFrom(v: OptionValues): GatewayConfig {
+  return configFrom(gatewayOptions.defaults, commands.gateway.options, v);
+}
+
+export function devConfigFrom(v: OptionValues): DevConfig {
+  const config = configFrom(devOptions.defaults, commands.dev.options, v);
+  const all = [config.registryPort, config.gatewayPort, ...config.kvPorts];
+  // dev must know each port up front to poll it and to name the KV data dirs (kv-<port>).
+  if (all.includes(0)) throw new UsageError('dev needs fixed ports; 0 (pick a free port) is not supported here');
+  const dup = all.find((p, i) => all.indexOf(p) !== i);
+  if (dup !== undefined) throw new UsageError(`port ${dup} is used twice; every server needs its own port`);
+  return config;
+}
+
+export function clientSettingsFrom(v: OptionValues): ClientSettings {
+  return configFrom(clientOptions.defaults, client, v);
+}

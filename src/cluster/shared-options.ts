@@ -1,0 +1,49 @@
+import { opt } from './option-spec.js';
+import { DEFAULT_VNODES } from './ring.js';
+
+/**
+ * Option rows more than one component has. Placement settings are here
+ * because every process must agree on them: a registry, gateway or KV server
+ * with another replication factor or vnode count computes other owners for
+ * the same keys (the registry moves the wrong ranges, a KV server repairs
+ * ranges it does not hold).
+ */
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const replicationFactor = opt.int({
+  flag: 'replication-factor',
+  env: 'REPLICATION_FACTOR',
+  default: 3,
+  valueName: '<n>',
+  doc: 'Copies of each key (N, capped at the member count); registry, gateways and KV servers must agree',
+});
+
+/** Not a flag: a cluster's vnode count is fixed when it is created. */
+export const vnodes = opt.int({ default: DEFAULT_VNODES, doc: 'Virtual nodes per member on the placement ring; every process must agree' });
+
+// Typed as string: callers pass levels through from their own settings.
+export const logLevel = opt.enum(LOG_LEVELS as readonly string[], {
+  flag: 'log-level',
+  env: 'LOG_LEVEL',
+  default: 'info',
+  valueName: '<level>',
+  doc: `Log level (pino, JSON lines): ${LOG_LEVELS.join(', ')}`,
+});
+
+export function portOption(port: number) {
+  return opt.port({ flag: 'port', env: 'PORT', default: port, valueName: '<port>', doc: 'TCP port; 0 picks a free one' });
+}
+
+/** Wildcard by default; see listen-url.ts for the URL a wildcard bind is reached by. */
+export const host = opt.string({ flag: 'host', env: 'HOST', default: '0.0.0.0', valueName: '<host>', doc: 'Interface to bind' });
+
+export const DEFAULT_REGISTRY_URL = 'http://localhost:8000';
+
+export const registryUrl = opt.url({
+  flag: 'registry-url',
+  env: 'REGISTRY_URL',
+  default: DEFAULT_REGISTRY_URL,
+  valueName: '<url>',
+  doc: 'Registry base URL',
+});

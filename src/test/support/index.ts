@@ -1,0 +1,16 @@
+/**
+ * FlexStore's test support, in one place: import from here.
+ *
+ * - temp-dir.ts: temp dirs removed when the tests around them end.
+ * - records.ts: versions and replica records for writing to storage or a replica directly.
+ * - in-process.ts: a registry and KV servers in the test's own process.
+ * - cluster.ts: a cluster of real processes started through the CLI (integration and fault tests).
+ * - process.ts, probe.ts: starting processes, free ports, waiting, and HTTP probes;
+ *   the benchmark builds its clusters on these too.
+ */
+export { tempDirs } from './temp-dir.js';
+export { record, stamped, tombstone, version } from './records.js';
+export { InProcessCluster, type InProcessClusterOptions } from './in-process.js';
+export { TestCluster, testClusters, type ClusterOptions, type KvOptions } from './cluster.js';
+export { BIN, FlexProcess, ManagedProcess, freePort, waitFor, type ProcessExit } from './process.js';
+export { http, isUpAndActive, kvUrl, waitHealthy, type HttpResult } from './probe.js';

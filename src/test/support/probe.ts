@@ -1,0 +1,72 @@
+import { request } from 'undici';
+import { waitFor, type ManagedProcess } from './process.js';
+
+/**
+ * Probes of running servers over HTTP, shared by the process cluster of the
+ * integration and fault tests and by the benchmark's cluster.
+ */
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  text: string;
+  json: any;
+}
+
+/** One HTTP exchange; never throws for an HTTP status, only for a transport failure. */
+export async function http(
+  method: string,
+  url: string,
+  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  const res = await request(url, {
+    method: method as any,
+    body: opts.body,
+    headers: opts.headers,
+    headersTimeout: opts.timeoutMs ?? 10_000,
+    bodyTimeout: opts.timeoutMs ?? 10_000,
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers as HttpResult['headers'], body, text, json };
+}
+
+export function kvUrl(gateway: string, key: string, query = ''): string {
+  return `${gateway}/kv/${encodeURIComponent(key)}${query ? `?${query}` : ''}`;
+}
+
+/**
+ * Up and active: heartbeating, and neither joining nor leaving (a member
+ * still joining pulls its ranges; testing or measuring then would see that).
+ * `phase` is absent from views of registries that predate it.
+ */
+export function isUpAndActive(m: { state: string; phase?: string }): boolean {
+  return m.state === 'up' && (m.phase ?? 'active') === 'active';
+}
+
+/**
+ * Waits until a process just started answers `url` (any status below 500,
+ * or 503: up but not ready is still up), or fails with its output if it
+ * exits first.
+ */
+export async function waitHealthy(
+  proc: ManagedProcess,
+  url: string,
+  { timeoutMs = 15_000, intervalMs = 50 } = {},
+): Promise<void> {
+  let exited = false;
+  await waitFor(`${proc.name} at ${url}`, async () => {
+    if (!proc.running) exited = true;
+    if (exited) return true;
+    const res = await http('GET', url, { timeoutMs: 1000 });
+    return res.status < 500 || res.status === 503;
+  }, { timeoutMs, intervalMs });
+  if (exited) throw new Error(`${proc.name} exited during start-up:\n${proc.logs()}`);
+}
