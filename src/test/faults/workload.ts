@@ -205,46 +205,33 @@ export class Workload {
     const seq = ++this.seq;
     const value = `${seq}@${key}`;
     const w: WriteRecord = { seq, key, kind: 'put', value, start: performance.now(), end: 0, outcome: 'indeterminate' };
-    this.history.addWrite(w);
-    try {
-      const res = await http('PUT', kvUrl(this.opts.gatewayUrl, key), {
-        body: value,
-        headers: { 'content-type': 'text/plain' },
-        timeoutMs: this.opts.requestTimeoutMs,
-      });
-      w.end = performance.now();
-      w.status = res.status;
-      w.replicas = header(res.headers['x-flexstore-replicas']);
-      if (res.status === 201) {
-        w.outcome = 'acked';
-        w.version = res.json?.version;
-        this.acked++;
-      } else if (res.status >= 500) {
-        w.error = res.json?.code ?? res.text.slice(0, 200);
-      } else {
-        w.outcome = 'rejected';
-        w.error = res.text.slice(0, 200);
-      }
-    } catch (err) {
-      w.end = performance.now();
-      w.error = errorText(err);
-    }
+    await this.write(w, 'PUT', 201, { body: value, headers: { 'content-type': 'text/plain' } });
   }
 
   private async del(key: string): Promise<void> {
     const seq = ++this.seq;
     const w: WriteRecord = { seq, key, kind: 'delete', value: null, start: performance.now(), end: 0, outcome: 'indeterminate' };
+    await this.write(w, 'DELETE', 200, {});
+  }
+
+  /** Sends a write and records its outcome: `acked` on `ackStatus`, a DELETE's 404 `noop` (see WriteOutcome). */
+  private async write(
+    w: WriteRecord,
+    method: 'PUT' | 'DELETE',
+    ackStatus: number,
+    req: { body?: string; headers?: Record<string, string> },
+  ): Promise<void> {
     this.history.addWrite(w);
     try {
-      const res = await http('DELETE', kvUrl(this.opts.gatewayUrl, key), { timeoutMs: this.opts.requestTimeoutMs });
+      const res = await http(method, kvUrl(this.opts.gatewayUrl, w.key), { ...req, timeoutMs: this.opts.requestTimeoutMs });
       w.end = performance.now();
       w.status = res.status;
       w.replicas = header(res.headers['x-flexstore-replicas']);
-      if (res.status === 200) {
+      if (res.status === ackStatus) {
         w.outcome = 'acked';
         w.version = res.json?.version;
         this.acked++;
-      } else if (res.status === 404) {
+      } else if (method === 'DELETE' && res.status === 404) {
         w.outcome = 'noop';
       } else if (res.status >= 500) {
         w.error = res.json?.code ?? res.text.slice(0, 200);
