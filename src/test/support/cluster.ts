@@ -31,6 +31,8 @@ export interface KvOptions {
   tcpPort?: number;
   /** Replica-protocol port it registers, e.g. a fault proxy's in front of tcpPort. */
   advertiseTcpPort?: number;
+  /** Flags for this server alone, after the cluster's kvArgs (the later of a repeated flag wins); kept for restarts. */
+  args?: string[];
 }
 
 interface KvSlot {
@@ -135,6 +137,7 @@ export class TestCluster {
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
       ...(slot.options.advertiseTcpPort ? ['--advertise-tcp-port', String(slot.options.advertiseTcpPort)] : []),
+      ...(slot.options.args ?? []),
     ]);
     await waitHealthy(slot.proc, `${this.kvUrl(i)}/health-check`);
   }
