@@ -1,8 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { FlexStoreClient } from '../../client/index.js';
-import { BIN, http, kvUrl, TestCluster, waitFor } from '../support/index.js';
+import { http, kvUrl, TestCluster, waitFor, runCli } from '../support/index.js';
 
 /**
  * The CLI's client commands and the client library against a real cluster
@@ -13,29 +12,7 @@ import { BIN, http, kvUrl, TestCluster, waitFor } from '../support/index.js';
  * the writes.
  */
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`flexstore ${args.join(' ')} did not finish in 20 s`));
-    }, 20_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 /** Lines FlexStore wrote to stderr, without Node's own warnings. */
 function ownLines(stderr: string): string[] {

@@ -1,12 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { defaultRegistryConfig } from '../../registry/config.js';
 import { startRegistry } from '../../registry/server.js';
-import { BIN, FlexProcess, freePort, http, type HttpResult, kvUrl, TestCluster, waitFor } from '../support/index.js';
+import { FlexProcess, freePort, http, type HttpResult, kvUrl, TestCluster, waitFor, runCli } from '../support/index.js';
 
 /**
  * The README's promises that no other test checks, each against real
@@ -64,24 +63,6 @@ async function startGateway(name: string, registryUrl: string, env: Record<strin
   });
   if (!proc.running) throw new Error(`${name} exited during start-up:\n${proc.logs()}`);
   return url;
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`flexstore ${args.join(' ')} did not finish in 20 s`));
-    }, 20_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe('README promises', () => {

@@ -12,5 +12,5 @@ export { tempDirs } from './temp-dir.js';
 export { record, stamped, tombstone, version } from './records.js';
 export { InProcessCluster, type InProcessClusterOptions } from './in-process.js';
 export { TestCluster, testClusters, type ClusterOptions, type KvOptions } from './cluster.js';
-export { BIN, FlexProcess, ManagedProcess, freePort, waitFor, type ProcessExit } from './process.js';
+export { BIN, FlexProcess, ManagedProcess, freePort, runCli, waitFor, type CliResult, type ProcessExit } from './process.js';
 export { http, isUpAndActive, kvUrl, waitHealthy, type HttpResult } from './probe.js';

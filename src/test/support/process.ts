@@ -171,3 +171,28 @@ export class FlexProcess extends ManagedProcess {
     super(name, process.execPath, [...nodeFlags, BIN, ...args], { env: { ...process.env, LOG_LEVEL: 'warn', ...env } });
   }
 }
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one `flexstore` CLI command to its end (SIGKILLed past timeoutMs, which rejects). */
+export function runCli(args: string[], { timeoutMs = 20_000 } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`flexstore ${args.join(' ')} did not finish in ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
