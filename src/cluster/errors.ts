@@ -161,6 +161,9 @@ function withMessage<E extends FlexStoreError>(err: E, message: string): E {
   return err;
 }
 
+/** How much of a peer's error text a transport keeps in the error it raises (HTTP and TCP alike). */
+export const MAX_ERROR_TEXT = 500;
+
 /**
  * What a peer's error answer means to the caller. `answer` says what came
  * back ("PUT answered 400: INVALID_KEY key is empty"); `code` and `details`

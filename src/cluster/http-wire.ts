@@ -41,8 +41,6 @@ export const JSON_CONTENT_TYPE = 'application/json';
 /** Most entries in one replica list page (HTTP and TCP). */
 export const MAX_LIST_LIMIT = 10_000;
 export const DEFAULT_LIST_LIMIT = 1000;
-/** How much of a replica's error answer a transport keeps in its error message. */
-export const MAX_ERROR_TEXT = 500;
 
 /** The headers that carry a record beside its value bytes, request (PUT) and reply (GET) alike. */
 export function recordHeaders(rec: ReplicaRecord): Record<string, string> {

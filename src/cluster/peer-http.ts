@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
-import { ReplicaUnreachable, peerError, type ErrorDetails, type FlexStoreError } from './errors.js';
-import { MAX_ERROR_TEXT } from './http-wire.js';
+import { MAX_ERROR_TEXT, ReplicaUnreachable, peerError, type ErrorDetails, type FlexStoreError } from './errors.js';
 
 /**
  * Pooled HTTP calls from one FlexStore process to its peers' internal APIs:

@@ -1,7 +1,6 @@
 import { connect, type Socket } from 'node:net';
-import { ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
+import { MAX_ERROR_TEXT, ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
 import { isVersion } from './hlc.js';
-import { MAX_ERROR_TEXT } from './http-wire.js';
 import {
   decodeError,
   decodeListReply,

@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FlexStoreClient } from '../../client/index.js';
-import { http, kvUrl, TestCluster, waitFor, runCli } from '../support/index.js';
+import { http, kvUrl, TestCluster, waitFor, runCli, ackedAcrossFault } from '../support/index.js';
 
 /**
  * The CLI's client commands and the client library against a real cluster
@@ -132,28 +132,7 @@ describe('CLI and client against a real cluster (KV servers with --sync interval
   });
 
   test('--sync interval: writes acknowledged before kill -9 of every KV server are all there after restart', async () => {
-    const acked: Array<[string, string]> = [];
-    let stop = false;
-    let n = 0;
-    const writer = async () => {
-      while (!stop) {
-        const k = `crash/${n++}`;
-        try {
-          const res = await http('PUT', kvUrl(gw, k), { body: `v-${k}`, timeoutMs: 5000 });
-          if (res.status === 201) acked.push([k, `v-${k}`]);
-        } catch {
-          // Cut off mid-request by the kill: not acknowledged.
-        }
-      }
-    };
-    const writers = Array.from({ length: 8 }, writer);
-    try {
-      await waitFor('200 acknowledged writes', () => acked.length >= 200, { timeoutMs: 30_000 });
-      await Promise.all([0, 1, 2].map((i) => c.killKv(i)));
-    } finally {
-      stop = true;
-      await Promise.all(writers);
-    }
+    const acked = await ackedAcrossFault(gw, 200, () => Promise.all([0, 1, 2].map((i) => c.killKv(i))));
 
     // status shows what the registry sees: every member down.
     for (let i = 0; i < 3; i++) await c.waitForState(i, 'down');

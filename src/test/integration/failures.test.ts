@@ -1,25 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { http, kvUrl, testClusters, waitFor } from '../support/index.js';
-
-async function putAll(gw: string, entries: Array<[string, string]>, query = ''): Promise<void> {
-  for (let i = 0; i < entries.length; i += 32) {
-    const batch = entries.slice(i, i + 32);
-    const results = await Promise.all(batch.map(([k, v]) => http('PUT', kvUrl(gw, k, query), { body: v })));
-    results.forEach((r, j) => assert.equal(r.status, 201, `${batch[j]![0]}: ${r.text}`));
-  }
-}
-
-async function assertAllRead(gw: string, entries: Array<[string, string]>, query = ''): Promise<void> {
-  for (let i = 0; i < entries.length; i += 32) {
-    const batch = entries.slice(i, i + 32);
-    const results = await Promise.all(batch.map(([k]) => http('GET', kvUrl(gw, k, query))));
-    results.forEach((r, j) => {
-      assert.equal(r.status, 200, `${batch[j]![0]}: ${r.text}`);
-      assert.equal(r.text, batch[j]![1]);
-    });
-  }
-}
+import { http, kvUrl, testClusters, waitFor, ackedAcrossFault, assertAllRead, putAll } from '../support/index.js';
 
 const entries = (prefix: string, n: number): Array<[string, string]> =>
   Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `${prefix}-value-${i}`]);
@@ -55,26 +36,7 @@ describe('failures', () => {
   test('kill -9 of all KV servers mid-stream loses no acknowledged write', async () => {
     const c = await startCluster();
     const gw = c.gatewayUrl;
-    const acked: Array<[string, string]> = [];
-    let stop = false;
-    let n = 0;
-    const writer = async () => {
-      while (!stop) {
-        const k = `crash/${n++}`;
-        const v = `v-${k}`;
-        try {
-          const res = await http('PUT', kvUrl(gw, k), { body: v, timeoutMs: 5000 });
-          if (res.status === 201) acked.push([k, v]);
-        } catch {
-          // The gateway may see its replicas vanish mid-request: not acknowledged.
-        }
-      }
-    };
-    const writers = Array.from({ length: 8 }, writer);
-    await waitFor('200 acknowledged writes', () => acked.length >= 200, { timeoutMs: 30_000 });
-    await Promise.all([0, 1, 2].map((i) => c.killKv(i)));
-    stop = true;
-    await Promise.all(writers);
+    const acked = await ackedAcrossFault(gw, 200, () => Promise.all([0, 1, 2].map((i) => c.killKv(i))));
 
     for (let i = 0; i < 3; i++) await c.startKv(i);
     await c.waitForUp(3);
@@ -108,7 +70,7 @@ describe('failures', () => {
 
     const second = await c.addGateway();
     await c.waitForUp(3, second);
-    await assertAllRead(second, data, 'consistency=one');
+    await assertAllRead(second, data, { query: 'consistency=one' });
 
     await c.gateways[0]!.proc.kill();
     const again = await c.addGateway();

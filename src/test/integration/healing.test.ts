@@ -1,34 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { BIN, TestCluster, http, testClusters, kvUrl, waitFor } from '../support/index.js';
+import { BIN, TestCluster, http, testClusters, kvUrl, waitFor, assertAllRead, putAll } from '../support/index.js';
 
 /** Writes entries with `concurrency` requests in flight; every one must be acknowledged. */
-async function putAll(gw: string, entries: Array<[string, string]>, concurrency = 32): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < entries.length) {
-      const [k, v] = entries[next++]!;
-      const res = await http('PUT', kvUrl(gw, k), { body: v });
-      assert.equal(res.status, 201, `${k}: ${res.text}`);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-}
-
-async function assertAllRead(gw: string, entries: Array<[string, string]>, query = '', concurrency = 32): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < entries.length) {
-      const [k, v] = entries[next++]!;
-      const res = await http('GET', kvUrl(gw, k, query));
-      assert.equal(res.status, 200, `${k}: ${res.text}`);
-      assert.equal(res.text, v, k);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-}
-
 const entries = (prefix: string, n: number): Array<[string, string]> =>
   Array.from({ length: n }, (_, i) => [`${prefix}/${i}`, `${prefix}-${i}`]);
 
@@ -50,7 +25,7 @@ describe('self-healing', () => {
     await c.killKv(2);
     await c.waitForState(2, 'down');
     const missed = entries('missed', 10_000);
-    await putAll(gw, missed, 64);
+    await putAll(gw, missed, { concurrency: 64 });
 
     const restartedAt = Date.now();
     await c.startKv(2);
@@ -64,7 +39,7 @@ describe('self-healing', () => {
     // Black-box proof: with the other replicas gone, it alone answers every key.
     await c.killKv(0);
     await c.killKv(1);
-    await assertAllRead(gw, missed, 'consistency=one');
+    await assertAllRead(gw, missed, { query: 'consistency=one' });
   });
 
   test('a joining server under load: no acknowledged write lost, no request failed', async () => {

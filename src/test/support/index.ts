@@ -5,6 +5,7 @@
  * - records.ts: versions and replica records for writing to storage or a replica directly.
  * - in-process.ts: a registry and KV servers in the test's own process.
  * - cluster.ts: a cluster of real processes started through the CLI (integration and fault tests).
+ * - kv-data.ts: writing known pairs through a gateway and reading them back.
  * - process.ts, probe.ts: starting processes, free ports, waiting, and HTTP probes;
  *   the benchmark builds its clusters on these too.
  */
@@ -14,3 +15,4 @@ export { InProcessCluster, type InProcessClusterOptions } from './in-process.js'
 export { TestCluster, testClusters, type ClusterOptions, type KvOptions } from './cluster.js';
 export { BIN, FlexProcess, ManagedProcess, freePort, runCli, waitFor, type CliResult, type ProcessExit } from './process.js';
 export { http, isUpAndActive, kvUrl, waitHealthy, type HttpResult } from './probe.js';
+export { ackedAcrossFault, assertAllRead, putAll, type Entries } from './kv-data.js';
