@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Placement } from '../../cluster/placement.js';
 import { Ring } from '../../cluster/ring.js';
 import type { Member } from '../../cluster/types.js';
-import { http, kvUrl } from '../support/index.js';
+import { eachLimit, http, kvUrl } from '../support/index.js';
 import { versionOfEtag, type History, type ReadRecord, type WriteRecord } from './workload.js';
 
 /**
@@ -261,7 +261,7 @@ export async function readFinal(
   { attempts = 5, concurrency = 16 } = {},
 ): Promise<Map<string, FinalRead>> {
   const out = new Map<string, FinalRead>();
-  await forEachLimit(keys, concurrency, async (key) => {
+  await eachLimit(keys, concurrency, async (key) => {
     let last: FinalRead = { key, status: 0 };
     for (let i = 0; i < attempts; i++) {
       try {
@@ -354,7 +354,7 @@ export async function checkReplicas(
   const ring = new Ring(members.map((m) => m.id));
   const urlOf = new Map(members.map((m) => [m.id, m.url]));
   const targets = [...floors].map(([key, floor]) => ({ key, floor }));
-  await forEachLimit(targets, concurrency, async ({ key, floor }) => {
+  await eachLimit(targets, concurrency, async ({ key, floor }) => {
     const ids = ring.preferenceList(key, replicationFactor);
     report.owners.set(key, ids);
     const copies = await Promise.all(ids.map((id) => readReplica(id, urlOf.get(id)!, key)));
@@ -466,14 +466,6 @@ export function placementMismatches(
     if (served.split(',').some((id) => id && !ids.includes(id))) out.push({ key, served, owners: ids });
   }
   return out;
-}
-
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 function headerText(v: string | string[] | undefined): string | undefined {

@@ -15,4 +15,4 @@ export { InProcessCluster, type InProcessClusterOptions } from './in-process.js'
 export { TestCluster, testClusters, type ClusterOptions, type KvOptions } from './cluster.js';
 export { BIN, FlexProcess, ManagedProcess, freePort, runCli, waitFor, type CliResult, type ProcessExit } from './process.js';
 export { http, isUpAndActive, kvUrl, waitHealthy, type HttpResult } from './probe.js';
-export { ackedAcrossFault, assertAllRead, putAll, type Entries } from './kv-data.js';
+export { ackedAcrossFault, assertAllRead, eachLimit, putAll, type Entries } from './kv-data.js';

@@ -60,7 +60,8 @@ export async function ackedAcrossFault(gw: string, minAcked: number, fault: () =
   return acked;
 }
 
-async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+/** Runs fn over items, at most `limit` at once. */
+export async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < items.length) await fn(items[next++]!);
