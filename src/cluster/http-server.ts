@@ -7,6 +7,7 @@ import {
   toErrorBody,
   type FlexStoreError,
 } from './errors.js';
+import type { ClusterSecurity } from './security.js';
 
 /**
  * The fastify setup every FlexStore server shares: pino JSON logs, the one
@@ -25,6 +26,8 @@ export interface HttpServerOptions {
    * reports it as a bad key. Default: InvalidRequest.
    */
   badUrlError?: (url: string) => FlexStoreError;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {

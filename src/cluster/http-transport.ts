@@ -11,6 +11,7 @@ import {
   KV_PATH,
   recordHeaders,
 } from './http-wire.js';
+import type { ClusterSecurity } from './security.js';
 import { PeerHttp, answerError, jsonBody } from './peer-http.js';
 import type { CallOptions, ListEntry, ListPage, ListQuery, PutResult, ReplicaTransport } from './transport.js';
 import type { ReplicaRecord } from './types.js';
@@ -30,6 +31,8 @@ export interface HttpReplicaTransportOptions {
   connections?: number;
   /** How long an idle connection stays open when the server sends no hint. Default 30000 ms. */
   keepAliveTimeoutMs?: number;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 export class HttpReplicaTransport implements ReplicaTransport {
@@ -41,6 +44,7 @@ export class HttpReplicaTransport implements ReplicaTransport {
       timeoutMs: opts.timeoutMs ?? 2000,
       connections: opts.connections ?? 32,
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
+      ...(opts.security && { security: opts.security }),
     });
   }
 

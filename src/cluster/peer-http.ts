@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
+import type { ClusterSecurity } from './security.js';
 import { MAX_ERROR_TEXT, ReplicaUnreachable, peerError, type ErrorDetails, type FlexStoreError } from './errors.js';
 
 /**
@@ -29,6 +30,8 @@ export interface PeerHttpOptions {
   connectTimeoutMs?: number;
   /** What the caller is called in "… is closed" failures, e.g. 'transport'. */
   name: string;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 export interface PeerRequest {

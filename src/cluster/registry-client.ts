@@ -4,6 +4,7 @@ import { Agent, request } from 'undici';
 import { RegistryError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { Member, MemberView } from './types.js';
+import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
 
 /**
  * How KV servers and gateways talk to the registry.
@@ -23,8 +24,10 @@ export class RegistryClient {
   readonly baseUrl: string;
   private readonly timeoutMs: number;
   private readonly agent: Agent;
+  private readonly security: ClusterSecurity;
 
-  constructor(baseUrl: string, opts: { timeoutMs?: number } = {}) {
+  constructor(baseUrl: string, opts: { timeoutMs?: number; security?: ClusterSecurity } = {}) {
+    this.security = opts.security ?? OPEN_CLUSTER;
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.agent = new Agent({ connect: { timeout: this.timeoutMs }, keepAliveTimeout: 10_000 });
@@ -149,6 +152,8 @@ export interface HeartbeaterOptions {
    * the owner must stop serving, since its data may resurrect deleted keys.
    */
   onRejected?: (err: RegistryError) => void;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 /**
@@ -169,7 +174,7 @@ export class Heartbeater {
   private ok = false;
 
   constructor(private readonly opts: HeartbeaterOptions) {
-    this.client = new RegistryClient(opts.registryUrl, { timeoutMs: Math.max(1000, opts.intervalMs) });
+    this.client = new RegistryClient(opts.registryUrl, { timeoutMs: Math.max(1000, opts.intervalMs), ...(opts.security && { security: opts.security }) });
     this.log = opts.log ?? silentLogger;
   }
 
@@ -242,6 +247,8 @@ export interface MembershipWatcherOptions {
   /** How long start() waits for a first view before resolving without one. Default 5000 ms. */
   initialTimeoutMs?: number;
   log?: Pick<Logger, 'info' | 'warn'>;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -269,7 +276,7 @@ export class MembershipWatcher extends EventEmitter {
 
   constructor(opts: MembershipWatcherOptions) {
     super();
-    this.client = new RegistryClient(opts.registryUrl);
+    this.client = new RegistryClient(opts.registryUrl, { ...(opts.security && { security: opts.security }) });
     this.log = opts.log ?? silentLogger;
     this.waitSeconds = opts.waitSeconds ?? 30;
     this.initialTimeoutMs = opts.initialTimeoutMs ?? 5000;

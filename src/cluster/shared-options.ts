@@ -47,3 +47,34 @@ export const registryUrl = opt.url({
   valueName: '<url>',
   doc: 'Registry base URL',
 });
+
+// Cluster membership and TLS: every registry, gateway and KV server of a
+// cluster holds the same secret and trusts the same CA (security.ts).
+
+export const clusterSecret = opt.string({
+  flag: 'cluster-secret',
+  env: 'CLUSTER_SECRET',
+  valueName: '<secret>',
+  doc: 'Shared secret every member proves on internal calls; "new,old" accepts both during a rotation',
+});
+
+export const clusterSecretFile = opt.string({
+  flag: 'cluster-secret-file',
+  env: 'CLUSTER_SECRET_FILE',
+  valueName: '<file>',
+  doc: 'File holding the cluster secret (a second line: the previous secret, during a rotation)',
+});
+
+export const tlsCert = opt.string({ flag: 'tls-cert', env: 'TLS_CERT', valueName: '<file>', doc: 'PEM certificate: serve HTTPS and TLS, and present it to peers' });
+export const tlsKey = opt.string({ flag: 'tls-key', env: 'TLS_KEY', valueName: '<file>', doc: 'PEM private key of --tls-cert' });
+export const tlsCa = opt.string({ flag: 'tls-ca', env: 'TLS_CA', valueName: '<file>', doc: 'PEM CA bundle peers are verified against' });
+export const tlsClientAuth = opt.enum(['none', 'require'] as const, {
+  flag: 'tls-client-auth',
+  env: 'TLS_CLIENT_AUTH',
+  default: 'none',
+  valueName: '<mode>',
+  doc: 'require: refuse TLS clients without a certificate signed by --tls-ca (mutual TLS)',
+});
+
+/** The rows of security.ts's SecurityConfig, spread into each server component's options. */
+export const securityOptions = { clusterSecret, clusterSecretFile, tlsCert, tlsKey, tlsCa, tlsClientAuth };

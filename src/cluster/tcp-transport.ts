@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { MAX_ERROR_TEXT, ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
 import { isVersion } from './hlc.js';
+import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
 import {
   decodeError,
   decodeListReply,
@@ -45,6 +46,8 @@ export interface TcpReplicaTransportOptions {
   connections?: number;
   /** The replica TCP port of the node at this HTTP base URL; undefined when it serves none. */
   resolvePort: (nodeUrl: string) => number | undefined;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain TCP. */
+  security?: ClusterSecurity;
 }
 
 /** Resolution of the deadline sweep: a call fails at most this much after its deadline. */
@@ -66,6 +69,7 @@ export class TcpReplicaTransport implements ReplicaTransport {
   private readonly timeoutMs: number;
   private readonly connections: number;
   private readonly resolvePort: (nodeUrl: string) => number | undefined;
+  private readonly security: ClusterSecurity;
   private readonly nodes = new Map<string, Node>();
   private readonly wheel = new DeadlineWheel();
   private closed = false;
@@ -74,6 +78,7 @@ export class TcpReplicaTransport implements ReplicaTransport {
     this.timeoutMs = opts.timeoutMs ?? 2000;
     this.connections = Math.max(1, opts.connections ?? 1);
     this.resolvePort = opts.resolvePort;
+    this.security = opts.security ?? OPEN_CLUSTER;
   }
 
   get(nodeUrl: string, key: string, opts?: CallOptions): Promise<ReplicaRecord | null> {

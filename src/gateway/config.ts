@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes } from '../cluster/shared-options.js';
+import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
 import type { Consistency } from '../cluster/types.js';
 
 export const CONSISTENCY_LEVELS = ['one', 'quorum', 'all'] as const satisfies readonly Consistency[];
@@ -54,6 +54,7 @@ export const gatewayOptions = defineOptions('gateway', {
     doc: 'How to reach KV servers: tcp (binary protocol where offered, else http) or http',
   }),
   logLevel,
+  ...securityOptions,
 });
 
 export type GatewayConfig = ConfigOf<typeof gatewayOptions.rows>;

@@ -1,5 +1,6 @@
 import { HttpReplicaTransport } from '../cluster/http-transport.js';
 import { TcpReplicaTransport } from '../cluster/tcp-transport.js';
+import { OPEN_CLUSTER, type ClusterSecurity } from '../cluster/security.js';
 import type {
   CallOptions,
   ListPage,
@@ -23,9 +24,15 @@ export class ReplicaRouter implements ReplicaTransport {
   private readonly tcp: TcpReplicaTransport | null;
   private readonly tcpPortOf: (nodeUrl: string) => number | undefined;
 
-  constructor(opts: { kind: TransportKind; timeoutMs: number; tcpPortOf: (nodeUrl: string) => number | undefined }) {
-    this.http = new HttpReplicaTransport({ timeoutMs: opts.timeoutMs });
-    this.tcp = opts.kind === 'tcp' ? new TcpReplicaTransport({ timeoutMs: opts.timeoutMs, resolvePort: opts.tcpPortOf }) : null;
+  constructor(opts: {
+    kind: TransportKind;
+    timeoutMs: number;
+    tcpPortOf: (nodeUrl: string) => number | undefined;
+    security?: ClusterSecurity;
+  }) {
+    const security = opts.security ?? OPEN_CLUSTER;
+    this.http = new HttpReplicaTransport({ timeoutMs: opts.timeoutMs, security });
+    this.tcp = opts.kind === 'tcp' ? new TcpReplicaTransport({ timeoutMs: opts.timeoutMs, resolvePort: opts.tcpPortOf, security }) : null;
     this.tcpPortOf = opts.tcpPortOf;
   }
 

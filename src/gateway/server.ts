@@ -5,6 +5,7 @@ import { createHttpServer } from '../cluster/http-server.js';
 import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
+import { loadClusterSecurity } from '../cluster/security.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
@@ -25,6 +26,7 @@ export interface RunningGateway extends RunningServer {
 export async function startGateway(overrides: Partial<GatewayConfig> = {}): Promise<RunningGateway> {
   const config: GatewayConfig = { ...defaultGatewayConfig, ...overrides };
   validateGatewayConfig(config);
+  const security = loadClusterSecurity(config);
   const gatewayId = config.gatewayId ?? `gw-${randomBytes(4).toString('hex')}`;
 
   // The body limit is the value limit; a little room for the rest is not
@@ -33,6 +35,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     logLevel: config.logLevel,
     bodyLimit: config.maxValueBytes,
     component: 'gateway',
+    security,
     badUrlError: (url) =>
       url.startsWith('/kv/')
         ? new InvalidKey('key is not valid percent-encoded UTF-8')
@@ -44,6 +47,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     kind: config.replicaTransport,
     timeoutMs: config.replicaTimeoutMs,
     tcpPortOf: (url) => view.memberByUrl(url)?.tcpPort,
+    security,
   });
   const clock = new HybridClock(gatewayId);
   const hints = new HintBuffer({
@@ -54,7 +58,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   const coordinator = new Coordinator(view, transport, clock, metrics, { hints, log: app.log });
   registerRoutes(app, { config, gatewayId, view, coordinator, metrics });
 
-  const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log });
+  const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log, security });
   watcher.on('change', (v: MemberView) => {
     const before = view.index;
     view.update(v);

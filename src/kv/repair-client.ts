@@ -1,5 +1,6 @@
 import { ReplicaUnreachable } from '../cluster/errors.js';
 import { HINTS_PATH } from '../cluster/http-wire.js';
+import type { ClusterSecurity } from '../cluster/security.js';
 import { PeerHttp, answerError } from '../cluster/peer-http.js';
 import {
   FETCH_BYTE_BUDGET,
@@ -38,6 +39,8 @@ export interface RepairClientOptions {
   timeoutMs?: number;
   /** Connections per peer. Default 4. */
   connections?: number;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
+  security?: ClusterSecurity;
 }
 
 /** Ranges per digests request; larger lists are split. */
@@ -53,6 +56,7 @@ export class RepairClient {
       timeoutMs,
       connections: opts.connections ?? 4,
       connectTimeoutMs: Math.min(timeoutMs, 5000),
+      ...(opts.security && { security: opts.security }),
     });
   }
 

@@ -6,6 +6,7 @@ import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
 import { listenUrl } from '../cluster/listen-url.js';
+import { loadClusterSecurity } from '../cluster/security.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
@@ -42,6 +43,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   const port = given.port ?? defaultKvConfig.port;
   const cfg: KvConfig = { ...defaultKvConfig, ...given, port, dataDir: given.dataDir ?? defaultKvDataDir(port) };
   validateKvConfig(cfg);
+  const security = loadClusterSecurity(cfg);
 
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
@@ -57,6 +59,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     logLevel: cfg.logLevel,
     bodyLimit: cfg.maxBodyBytes,
     component: 'kv',
+    security,
     // The router rejects an undecodable path before any route runs; under
     // /internal/kv/ that path is a key.
     badUrlError: (badUrl) =>
@@ -68,8 +71,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     app.log.info({ dataDir: cfg.dataDir, ...storage.migration }, 'built the hash index for a data dir of an older layout');
   }
   const metrics = new KvMetrics(storage);
-  const client = new RepairClient();
-  const watcher = new MembershipWatcher({ registryUrl: cfg.registryUrl, log: app.log });
+  const client = new RepairClient({ security });
+  const watcher = new MembershipWatcher({ registryUrl: cfg.registryUrl, log: app.log, security });
   const antiEntropy = new AntiEntropy({
     selfId: id,
     storage,
@@ -106,6 +109,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
       host: cfg.host,
       port: cfg.tcpPort,
       log: app.log,
+      security,
       // Counted here as on the HTTP path (repair-api.ts): gateways send hints over this protocol by default.
       storeHints: (target, keys) => storage.hints.add(target, keys).then((stored) => void metrics.hintsStored.inc(stored)),
     });
@@ -130,6 +134,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     url,
     intervalMs: cfg.heartbeatIntervalMs,
     log: app.log,
+    security,
     report: () => ({ transfer: progress(), tcp_port: tcpAdvertised }),
     // The registry refuses a member it removed or that was down past the
     // tombstone grace: its data may hold deletes the others have purged, so

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { InvalidRequest, Unavailable } from '../cluster/errors.js';
 import { MAX_LIST_LIMIT, checkLimit, checkVersion } from '../cluster/http-wire.js';
 import type { Logger } from '../cluster/logger.js';
+import type { ClusterSecurity } from '../cluster/security.js';
 import {
   decodeHints,
   decodeKey,
@@ -41,6 +42,8 @@ export interface TcpReplicaServerOptions {
   storeHints?: (target: string, keys: string[]) => Promise<void>;
   /** Where protocol errors (the connection is dropped) and listener errors are reported. Default: nowhere. */
   log?: Pick<Logger, 'warn'>;
+  /** Cluster secrets and TLS of this process (security.ts). Default: open, plain TCP. */
+  security?: ClusterSecurity;
 }
 
 export interface RunningTcpReplicaServer {

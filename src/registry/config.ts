@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, replicationFactor, vnodes } from '../cluster/shared-options.js';
+import { host, logLevel, portOption, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
 
 /**
  * Configuration of the service registry: one row per option (flag,
@@ -53,6 +53,7 @@ export const registryOptions = defineOptions('registry', {
         : undefined,
   }),
   logLevel,
+  ...securityOptions,
 });
 
 export type RegistryConfig = ConfigOf<typeof registryOptions.rows>;

@@ -1,3 +1,4 @@
+import type { ClusterSecurity } from '../cluster/security.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InternalError, InvalidRequest, RouteNotFound } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
@@ -30,6 +31,8 @@ export interface RegistryRouteDeps {
    * deregistration (a lost removal would bring a decommissioned member back).
    */
   persist(): Promise<void>;
+  /** Cluster secrets (security.ts): members prove one on register and heartbeat. Default: open. */
+  security?: ClusterSecurity;
 }
 
 export interface RegistryRoutes {

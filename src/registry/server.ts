@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createHttpServer } from '../cluster/http-server.js';
 import type { RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
+import { loadClusterSecurity } from '../cluster/security.js';
 import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
 import { MemberTable } from './members.js';
 import { registerRegistryRoutes } from './routes.js';
@@ -25,9 +26,10 @@ const HEARTBEAT_SAVE_MS = 30_000;
 export async function startRegistry(config: Partial<RegistryConfig> = {}): Promise<RunningServer> {
   const cfg: RegistryConfig = { ...defaultRegistryConfig, ...config };
   validateRegistryConfig(cfg);
+  const security = loadClusterSecurity(cfg);
   await mkdir(cfg.dataDir, { recursive: true });
 
-  const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry' });
+  const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry', security });
   const store = new MemberStore(cfg.dataDir);
   const persisted = await store.load();
   let persist = (): Promise<void> => Promise.resolve();
@@ -52,7 +54,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
 
   persist = (): Promise<void> =>
     store.save({ index: table.index, epoch: table.epoch, members: table.records(), removed: table.removedIds() });
-  const routes = registerRegistryRoutes(app, { table, config: cfg, persist });
+  const routes = registerRegistryRoutes(app, { table, config: cfg, persist, security });
 
   const sweeper = setInterval(() => table.sweep(Date.now()), cfg.sweepIntervalMs);
   sweeper.unref();

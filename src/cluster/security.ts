@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * What one process needs to take part in a closed cluster: the cluster
+ * secrets it proves membership with (cluster-auth), and the TLS material of
+ * its listeners and of every client it uses. Loaded once at start-up from
+ * the component's config (loadClusterSecurity) and handed to every server and
+ * client it builds; nothing below the entry points reads files or the
+ * environment.
+ */
+
+export type TlsClientAuth = 'none' | 'require';
+
+export interface TlsMaterial {
+  /** PEM certificate chain this process presents, as server and as client. */
+  cert: Buffer;
+  /** PEM private key of cert. */
+  key: Buffer;
+  /** PEM CA bundle peers are verified against. */
+  ca: Buffer;
+  /** 'require': listeners refuse a client without a certificate signed by ca (mutual TLS). */
+  clientAuth: TlsClientAuth;
+}
+
+export interface ClusterSecurity {
+  /**
+   * Cluster secrets, the first one current: requests are signed with it and
+   * verified against every one (two during a rotation). Empty: this process
+   * neither signs nor checks (an open cluster).
+   */
+  readonly secrets: readonly Buffer[];
+  /** TLS for every listener and client of this process; absent: plain TCP. */
+  readonly tls?: TlsMaterial;
+}
+
+/** No secret, no TLS: every internal call is accepted. */
+export const OPEN_CLUSTER: ClusterSecurity = Object.freeze({ secrets: Object.freeze([]) });
+
+/** The security fields of a component's config (rows in shared-options.ts). */
+export interface SecurityConfig {
+  clusterSecret?: string;
+  clusterSecretFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  tlsClientAuth?: TlsClientAuth;
+}
+
+/** Shortest secret accepted: 16 bytes is 128 bits of key when it is random. */
+export const MIN_SECRET_BYTES = 16;
+/** A rotation holds the new and the previous secret; more would only widen what an old leak opens. */
+export const MAX_SECRETS = 2;
+
+/** A start-up problem with secrets or certificates; the message is one line for the operator. */
+export class SecurityConfigError extends Error {
+  override readonly name = 'SecurityConfigError';
+}
+
+/**
+ * Reads the secret and the TLS files named by cfg. Throws
+ * SecurityConfigError with a one-line message naming the option and the file
+ * on anything missing, unreadable or malformed.
+ */
+export function loadClusterSecurity(cfg: SecurityConfig): ClusterSecurity {
+  const secrets = loadSecrets(cfg);
+  const tls = loadTls(cfg);
+  return Object.freeze({ secrets: Object.freeze(secrets), ...(tls && { tls }) });
+}
+
+function loadSecrets(cfg: SecurityConfig): Buffer[] {
+  if (cfg.clusterSecret !== undefined && cfg.clusterSecretFile !== undefined) {
+    throw new SecurityConfigError('give --cluster-secret or --cluster-secret-file, not both');
+  }
+  let raw: string[];
+  let from: string;
+  if (cfg.clusterSecret !== undefined) {
+    // Two secrets during a rotation: "current,previous".
+    raw = cfg.clusterSecret.split(',');
+    from = '--cluster-secret';
+  } else if (cfg.clusterSecretFile !== undefined) {
+    // One secret per line, the current first; blank lines and # comments are skipped.
+    raw = readText(cfg.clusterSecretFile, '--cluster-secret-file')
+      .split(/\r?\n/)
+      .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
+    from = `--cluster-secret-file ${cfg.clusterSecretFile}`;
+  } else {
+    return [];
+  }
+  const secrets = raw.map((s) => s.trim());
+  if (secrets.length === 0 || secrets.some((s) => s === '')) throw new SecurityConfigError(`${from}: empty secret`);
+  if (secrets.length > MAX_SECRETS) {
+    throw new SecurityConfigError(`${from}: ${secrets.length} secrets; at most ${MAX_SECRETS} (the current one, then the previous one during a rotation)`);
+  }
+  for (const s of secrets) {
+    if (Buffer.byteLength(s) < MIN_SECRET_BYTES) {
+      throw new SecurityConfigError(`${from}: a secret is shorter than ${MIN_SECRET_BYTES} bytes; generate one with: openssl rand -base64 32`);
+    }
+  }
+  return secrets.map((s) => Buffer.from(s, 'utf8'));
+}
+
+function loadTls(cfg: SecurityConfig): TlsMaterial | undefined {
+  const given = [cfg.tlsCert, cfg.tlsKey, cfg.tlsCa].filter((v) => v !== undefined).length;
+  if (given === 0) {
+    if (cfg.tlsClientAuth === 'require') throw new SecurityConfigError('--tls-client-auth require needs --tls-cert, --tls-key and --tls-ca');
+    return undefined;
+  }
+  if (given !== 3) throw new SecurityConfigError('TLS needs all three of --tls-cert, --tls-key and --tls-ca');
+  return {
+    cert: Buffer.from(readText(cfg.tlsCert!, '--tls-cert')),
+    key: Buffer.from(readText(cfg.tlsKey!, '--tls-key')),
+    ca: Buffer.from(readText(cfg.tlsCa!, '--tls-ca')),
+    clientAuth: cfg.tlsClientAuth ?? 'none',
+  };
+}
+
+function readText(file: string, option: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SecurityConfigError(`${option} ${file}: cannot read (${code ?? (err as Error).message})`);
+  }
+}
