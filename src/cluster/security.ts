@@ -122,3 +122,18 @@ function readText(file: string, option: string): string {
     throw new SecurityConfigError(`${option} ${file}: cannot read (${code ?? (err as Error).message})`);
   }
 }
+
+/**
+ * Who a request proved to be, set by the cluster-auth check of
+ * createHttpServer before any handler runs: 'member' for a valid cluster
+ * signature, 'admin' for the admin token, null for neither (always null in
+ * an open cluster). Handlers that change state read it; the registry also
+ * rate-limits by it.
+ */
+export type RequestAuth = 'member' | 'admin' | null;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    clusterAuth: RequestAuth;
+  }
+}
