@@ -92,6 +92,8 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
     if (Array.isArray(pending) && pending.length > 0) {
       print(`membership change in progress: waiting for ${pending.join(', ')} to finish pulling their ranges`);
     }
+    const skew = (view as { clockSkewWarning?: unknown }).clockSkewWarning;
+    if (typeof skew === 'string') print(`warning: ${skew}`);
     return 0;
   },
 };

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'METHOD_NOT_ALLOWED'
   | 'PAYLOAD_TOO_LARGE'
   | 'CONFLICT'
+  | 'VERSION_FROM_FUTURE'
   | 'QUORUM_NOT_MET'
   | 'NO_MEMBERS'
   | 'UNAVAILABLE'
@@ -39,6 +40,10 @@ export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (mes
   NOT_FOUND: { status: 404, make: (m, d) => new RouteNotFound(m, d) },
   METHOD_NOT_ALLOWED: { status: 405, make: (m, d) => new MethodNotAllowed(m, d) },
   CONFLICT: { status: 409, make: (m, d) => new Conflict(m, d) },
+  // 409, not 400: the version is well formed; it conflicts with the receiver's
+  // clock, and the same write may be accepted once time has caught up. Being
+  // a 4xx it also tells a gateway the replica is up (errors.ts peerError).
+  VERSION_FROM_FUTURE: { status: 409, make: (m, d) => new VersionFromFuture(m, d) },
   PAYLOAD_TOO_LARGE: { status: 413, make: (m, d) => new PayloadTooLarge(m, d) },
   INTERNAL: { status: 500, make: (m, d) => new InternalError(m, d) },
   QUORUM_NOT_MET: {
@@ -87,6 +92,14 @@ export class MethodNotAllowed extends FlexStoreError {
 /** The request contradicts the cluster's state (e.g. a removed member heartbeating again). */
 export class Conflict extends FlexStoreError {
   readonly code = 'CONFLICT' as const;
+}
+/**
+ * A version more than MAX_CLOCK_SKEW ahead of the receiver's clock: refused so
+ * that a forged version or a skewed clock cannot shadow later writes. Details:
+ * version, aheadMs, maxClockSkewMs.
+ */
+export class VersionFromFuture extends FlexStoreError {
+  readonly code = 'VERSION_FROM_FUTURE' as const;
 }
 export class PayloadTooLarge extends FlexStoreError {
   readonly code = 'PAYLOAD_TOO_LARGE' as const;

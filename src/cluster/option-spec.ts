@@ -191,7 +191,11 @@ export function parseRaw(r: OptionRow<any>, raw: string): { value: unknown } | {
     }
     case 'int':
     case 'count': {
-      const n = parseInteger(r.kind === 'count' ? withoutSeparators(raw) : raw);
+      const text = r.kind === 'count' ? withoutSeparators(raw) : raw;
+      // A leading minus only where the row allows negative values.
+      const negative = min < 0 && text.trim().startsWith('-');
+      const abs = parseInteger(negative ? text.trim().slice(1) : text);
+      const n = abs === undefined ? undefined : negative ? -abs : abs;
       return n !== undefined && n >= min ? ok(n) : no(`expected an integer of at least ${min}`);
     }
     case 'counts': {

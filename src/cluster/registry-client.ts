@@ -124,6 +124,7 @@ function parseView(obj: Record<string, unknown>): MemberView {
   const view: MemberView = { nodes: obj.nodes as string[], members: obj.members as Member[], index };
   if (typeof obj.epoch === 'number') view.epoch = obj.epoch;
   if (typeof obj.tombstoneGraceMs === 'number') view.tombstoneGraceMs = obj.tombstoneGraceMs;
+  if (typeof obj.clockMs === 'number') view.clockMs = obj.clockMs;
   return view;
 }
 
@@ -249,6 +250,8 @@ export interface MembershipWatcherOptions {
   log?: Pick<Logger, 'info' | 'warn'>;
   /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
   security?: ClusterSecurity;
+  /** This process's clock, compared with the registry's on every answer. Default Date.now. */
+  now?: () => number;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -273,9 +276,12 @@ export class MembershipWatcher extends EventEmitter {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private firstView: (() => void) | null = null;
+  private readonly now: () => number;
+  private offsetMs: number | null = null;
 
   constructor(opts: MembershipWatcherOptions) {
     super();
+    this.now = opts.now ?? Date.now;
     this.client = new RegistryClient(opts.registryUrl, { ...(opts.security && { security: opts.security }) });
     this.log = opts.log ?? silentLogger;
     this.waitSeconds = opts.waitSeconds ?? 30;
@@ -285,6 +291,15 @@ export class MembershipWatcher extends EventEmitter {
   /** The last view received, or null before the first one. */
   get view(): MemberView | null {
     return this.current;
+  }
+
+  /**
+   * This process's clock minus the registry's when the last answer arrived
+   * (a few ms high: the answer's travel time), or null before one carried
+   * the registry's clock. Comparable with each Member.clockOffsetMs.
+   */
+  get registryClockOffsetMs(): number | null {
+    return this.offsetMs;
   }
 
   /**
@@ -341,6 +356,7 @@ export class MembershipWatcher extends EventEmitter {
   private accept(view: MemberView): void {
     const prev = this.current;
     this.current = view;
+    if (view.clockMs !== undefined) this.offsetMs = this.now() - view.clockMs;
     if (this.firstView) {
       this.firstView();
       this.firstView = null;

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_CLOCK_SKEW_MS } from './hlc.js';
 import { opt } from './option-spec.js';
 import { DEFAULT_VNODES } from './ring.js';
 
@@ -78,3 +79,35 @@ export const tlsClientAuth = opt.enum(['none', 'require'] as const, {
 
 /** The rows of security.ts's SecurityConfig, spread into each server component's options. */
 export const securityOptions = { clusterSecret, clusterSecretFile, tlsCert, tlsKey, tlsCa, tlsClientAuth };
+
+// Clocks (hlc.ts). 10 s by default: NTP-synced hosts agree within
+// milliseconds, so 10 s tolerates a badly synced VM (or one resuming from a
+// pause) while a forged or skewed version can shadow later writes for at most
+// that long. Gateways and KV servers should agree on it.
+export const maxClockSkewMs = opt.duration({
+  flag: 'max-clock-skew',
+  env: 'MAX_CLOCK_SKEW',
+  default: DEFAULT_MAX_CLOCK_SKEW_MS,
+  min: 1,
+  valueName: '<duration>',
+  doc: 'Versions more than this ahead of the local clock are refused (KV servers) and never adopted (gateways)',
+});
+
+// For testing clock skew with real processes: the only way to run a member
+// whose clock is really off without changing the host's time.
+export const clockOffsetMs = opt.int({
+  flag: 'clock-offset-ms',
+  env: 'FLEXSTORE_CLOCK_OFFSET_MS',
+  default: 0,
+  min: -(2 ** 40),
+  valueName: '<ms>',
+  doc: 'Testing only: shifts the clock this process stamps, checks and reports versions with (negative: behind)',
+});
+
+/** The rows of clock handling, spread into gateway and KV server options. */
+export const clockOptions = { maxClockSkewMs, clockOffsetMs };
+
+/** The clock a process with these settings runs on. */
+export function processClock(offsetMs: number): () => number {
+  return offsetMs === 0 ? Date.now : () => Date.now() + offsetMs;
+}

@@ -25,6 +25,11 @@ export interface Member {
   tcpPort?: number;
   /** Progress of this member's range transfers, as it last reported it. */
   transfer?: TransferProgress;
+  /**
+   * How far the member's clock was ahead of the registry's (negative: behind)
+   * at its last heartbeat, in ms; network delay makes it a few ms low.
+   */
+  clockOffsetMs?: number;
   /** Epoch ms of the last heartbeat the registry received. */
   lastHeartbeat: number;
   /** Epoch ms when the member first registered. */
@@ -60,6 +65,8 @@ export interface MemberView {
   epoch?: number;
   /** Tombstones younger than this are never purged; see docs/operations.md. */
   tombstoneGraceMs?: number;
+  /** The registry's clock (epoch ms) when it sent this view: a reader compares its own clock with it. */
+  clockMs?: number;
 }
 
 /** Consistency level of one client request. */

@@ -1,6 +1,6 @@
 import type { HybridClock } from '../cluster/hlc.js';
 import { requiredReplicas } from '../cluster/consistency.js';
-import { NoMembers, QuorumNotMet, ReplicaUnreachable } from '../cluster/errors.js';
+import { FlexStoreError, NoMembers, QuorumNotMet, ReplicaUnreachable } from '../cluster/errors.js';
 import type { Logger } from '../cluster/logger.js';
 import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
 import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
@@ -35,7 +35,12 @@ export interface WriteResult {
  *   still become visible later. A retried PUT simply writes a newer version.
  * - GET asks R replicas (healthy ones first, rotating for load) and returns the
  *   newest version among them. Replicas that answered with an older version or
- *   none are sent the newest in the background (read repair).
+ *   none are sent the newest in the background (read repair), unless the
+ *   newest is from the future (more than MAX_CLOCK_SKEW ahead of this
+ *   gateway's clock): that one is answered but not repaired nor adopted.
+ * - A write every replica refuses as VERSION_FROM_FUTURE (this gateway's
+ *   clock runs ahead of theirs) fails with 503 QUORUM_NOT_MET; each replica's
+ *   entry in `replicas` carries its code.
  * - DELETE is a quorum read (404 when there is no live value) followed by a
  *   quorum write of a tombstone.
  * - With W + R > N (the quorum default), a read that succeeds sees every write
@@ -71,8 +76,16 @@ export class Coordinator {
       if (value && (!newest || value.version > newest.version)) newest = value;
     }
     if (newest) {
-      this.clock.observe(newest.version);
-      this.repair(key, newest, res);
+      if (this.clock.observe(newest.version)) {
+        this.repair(key, newest, res);
+      } else {
+        // From the future (a forged version, or a record stored before KV
+        // servers refused them): answered, since the replicas hold it, but
+        // neither adopted by the clock (every later write would be stamped
+        // after it, and 12 hex digits run out) nor copied to other replicas.
+        this.metrics.versionsRefused.inc({ path: 'read' });
+        this.opts.log.debug({ key, version: newest.version }, 'read a version from the future; not adopted, not repaired');
+      }
     }
     return { record: newest, replicas: res.ok.map((r) => r.member.id) };
   }
@@ -238,6 +251,7 @@ export class Coordinator {
         ...res.failed.map((f) => ({
           id: f.member.id,
           ok: false,
+          ...(f.error instanceof FlexStoreError && { code: f.error.code }),
           error: f.error instanceof Error ? f.error.message : String(f.error),
         })),
       ],

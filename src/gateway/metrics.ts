@@ -14,6 +14,7 @@ export class GatewayMetrics {
   readonly quorumFailures: Counter<'op'>;
   readonly hints: Counter<'outcome'>;
   readonly members: Gauge<'state'>;
+  readonly versionsRefused: Counter<'path'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_gateway_' });
@@ -60,6 +61,13 @@ export class GatewayMetrics {
       labelNames: ['outcome'],
       registers: [this.registry],
     });
+    this.versionsRefused = new Counter({
+      name: 'flexstore_versions_refused_total',
+      help: 'Versions read from replicas that were more than MAX_CLOCK_SKEW ahead of this gateway\'s clock: answered, never adopted by its clock nor read-repaired',
+      labelNames: ['path'],
+      registers: [this.registry],
+    });
+    this.versionsRefused.inc({ path: 'read' }, 0);
     this.members = new Gauge({
       name: 'flexstore_members',
       help: 'KV servers in the gateway view, by state',

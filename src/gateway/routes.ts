@@ -5,6 +5,7 @@ import { checkLimit, keyFromUrl } from '../cluster/http-wire.js';
 import type { Consistency } from '../cluster/types.js';
 import { registerBatchRoute } from './batch.js';
 import type { GatewayConfig } from './config.js';
+import type { ClockReport } from './clock-skew.js';
 import type { ClusterView } from './cluster-view.js';
 import type { Coordinator } from './coordinator.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -19,6 +20,8 @@ export interface RouteDeps {
   view: ClusterView;
   coordinator: Coordinator;
   metrics: GatewayMetrics;
+  /** Clock skew between members (clock-skew.ts), for /cluster. Default: none known. */
+  clocks?: () => ClockReport;
 }
 
 function consistencyOf(query: unknown, fallback: Consistency): Consistency {
@@ -137,6 +140,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   app.get('/cluster', async () => {
     const ownership = view.ownership();
     const now = Date.now();
+    const clock = deps.clocks?.() ?? null;
     return {
       gateway: deps.gatewayId,
       registryUrl: config.registryUrl,
@@ -156,7 +160,10 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
         lastHeartbeat: m.lastHeartbeat,
         ownership: ownership[m.id] ?? 0,
         transfer: m.transfer ?? null,
+        clockOffsetMs: clock?.offsets[m.id] ?? null,
       })),
+      clock: clock && { maxClockSkewMs: clock.maxClockSkewMs, gatewayOffsetMs: clock.gatewayOffsetMs, spreadMs: clock.spreadMs },
+      clockSkewWarning: clock?.warning ?? null,
     };
   });
   rejectOtherMethods(app, '/cluster', ['GET']);

@@ -6,6 +6,8 @@ import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { processClock } from '../cluster/shared-options.js';
+import { clockReport } from './clock-skew.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
@@ -49,16 +51,19 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     tcpPortOf: (url) => view.memberByUrl(url)?.tcpPort,
     security,
   });
-  const clock = new HybridClock(gatewayId);
+  const now = processClock(config.clockOffsetMs);
+  const clock = new HybridClock(gatewayId, now, { maxSkewMs: config.maxClockSkewMs });
   const hints = new HintBuffer({
     transport,
     onFlushed: (n, ok) => metrics.hints.inc({ outcome: ok ? 'stored' : 'failed' }, n),
     onDropped: (n) => metrics.hints.inc({ outcome: 'dropped' }, n),
   });
   const coordinator = new Coordinator(view, transport, clock, metrics, { hints, log: app.log });
-  registerRoutes(app, { config, gatewayId, view, coordinator, metrics });
+  const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log, security, now });
+  // The watcher's latest answer, not the ClusterView: offsets change without a view change.
+  const clocks = () => clockReport(watcher.view, gatewayId, watcher.registryClockOffsetMs, config.maxClockSkewMs);
+  registerRoutes(app, { config, gatewayId, view, coordinator, metrics, clocks });
 
-  const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log, security });
   watcher.on('change', (v: MemberView) => {
     const before = view.index;
     view.update(v);

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { rejectOtherMethods } from '../cluster/http-server.js';
-import type { Storage } from './storage.js';
+import { WRITE_SOURCES, type Storage } from './storage.js';
 
 /**
  * A KV server's Prometheus metrics, on a registry of its own so that several
@@ -19,6 +19,12 @@ import type { Storage } from './storage.js';
  *   flexstore_hints_pending                   hints held now
  *   flexstore_hint_delivery_rounds_total      rounds of the hint-delivery loop completed
  *   flexstore_tombstones_purged_total         tombstones removed after the grace period
+ *   flexstore_versions_refused_total{path}    records refused because their version was more
+ *                                             than MAX_CLOCK_SKEW ahead of this server's clock,
+ *                                             by path: replica_http, replica_tcp (gateway writes
+ *                                             and read repair), sync_apply (peers' pushes and
+ *                                             hints), sync_pull, sync_stream (records this
+ *                                             server took from peers)
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
  * The two gauges read storage when scraped, so they cost nothing between scrapes.
@@ -31,6 +37,7 @@ export class KvMetrics {
   readonly hintsDelivered: Counter;
   readonly hintRounds: Counter;
   readonly tombstonesPurged: Counter;
+  readonly versionsRefused: Counter<'path'>;
 
   constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
@@ -83,6 +90,13 @@ export class KvMetrics {
       help: 'Tombstones removed once older than the cluster tombstone grace',
       registers,
     });
+    this.versionsRefused = new Counter({
+      name: 'flexstore_versions_refused_total',
+      help: 'Records refused because their version was more than MAX_CLOCK_SKEW ahead of this server\'s clock, by path',
+      labelNames: ['path'],
+      registers,
+    });
+    for (const path of WRITE_SOURCES) this.versionsRefused.inc({ path }, 0);
     // Start every labelled series at 0 so rate() works from the first scrape.
     for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
     for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);

@@ -24,6 +24,10 @@ import type { RepairEntry, RepairRecord } from './repair-wire.js';
  *   page by page, values included, one request per page instead of an
  *   entries page plus a fetch per batch. This doubled the keys/s a joining
  *   server takes in (docs/benchmarks.md).
+ * - A record from the future (more than MAX_CLOCK_SKEW ahead of this server's
+ *   clock) is not stored, whichever way it comes (storage.ts counts it). The
+ *   range then still differs and the next pass compares it again; that is
+ *   the price of never letting one such record block the rest of a range.
  * - A tombstone older than the purge horizon is not copied to a replica that
  *   lacks the key: it is due for removal everywhere, and copying it would
  *   only bring back what purging removed. It still replaces an older live
@@ -72,7 +76,7 @@ export class PeerTransfer {
   /** Writes records streamed from the peer (as stored there), as one more batch in flight. */
   async store(raw: Array<{ key: string; bytes: Buffer }>): Promise<void> {
     await this.launch(async () => {
-      await this.opts.storage.insertRaw(raw, (h) => this.purgeDue(h));
+      await this.opts.storage.insertRaw(raw, (h) => this.purgeDue(h), 'sync_stream');
       this.opts.onPulled(raw.length);
     });
   }
@@ -107,7 +111,7 @@ export class PeerTransfer {
     const { storage, client, peerUrl } = this.opts;
     await this.launch(async () => {
       await client.fetchPages(peerUrl, keys, async (records) => {
-        await storage.putMany(records.map((r) => ({ key: r.key, rec: r })));
+        await storage.putMany(records.map((r) => ({ key: r.key, rec: r })), 'sync_pull');
         this.opts.onPulled(records.length);
       });
     });

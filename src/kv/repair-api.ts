@@ -50,8 +50,10 @@ import {
  *                                ends at `limit` records or about 4 MiB. For a replica that
  *                                holds nothing in the range: one request per page instead
  *                                of entries + fetch, and no re-encoding; MessagePack only
- *   POST /internal/sync/apply    {records} → {applied}: one LWW transaction, durable
- *                                before the answer; MessagePack only
+ *   POST /internal/sync/apply    {records} → {applied, refused}: one LWW transaction,
+ *                                durable before the answer; records whose version is
+ *                                more than MAX_CLOCK_SKEW ahead of this server's clock
+ *                                are not applied and are counted in refused; MessagePack only
  *   POST /internal/hints         {target, keys} → {stored}: durable hints that target
  *                                missed these keys (the gateway's hinted hand-off)
  *   GET  /internal/sync/status   → TransferProgress as JSON
@@ -140,9 +142,10 @@ export function registerRepairApi(app: FastifyInstance, opts: RepairApiOptions):
     const { data, msgpack } = decode(req);
     if (!msgpack) throw new InvalidRequest(`apply takes ${MSGPACK} bodies (values are bytes)`);
     const records = recordList(objectBody(data).records, 'records', MAX_BATCH_KEYS);
-    const { applied } = await storage.putMany(records.map((r) => ({ key: r.key, rec: r })));
+    // Records from the future are left out (storage.ts); the answer says how many.
+    const { applied, refused } = await storage.putMany(records.map((r) => ({ key: r.key, rec: r })), 'sync_apply');
     metrics.streamed('in', records.length);
-    return send(reply, { applied }, msgpack);
+    return send(reply, { applied, refused }, msgpack);
   });
 
   app.post(HINTS_PATH, async (req, reply) => {

@@ -6,7 +6,9 @@ import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
 import { listenUrl } from '../cluster/listen-url.js';
+import type { Logger } from '../cluster/logger.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { processClock } from '../cluster/shared-options.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
@@ -48,7 +50,16 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
   const id = loadOrCreateNodeId(cfg.dataDir, cfg.nodeId);
+  // The clock versions are checked against (storage.ts) and reported to the registry by.
+  const now = processClock(cfg.clockOffsetMs);
+  const refusals = new RefusalLog();
   const storage = Storage.open(cfg.dataDir, {
+    now,
+    maxClockSkewMs: cfg.maxClockSkewMs,
+    onVersionRefused: (path, n) => {
+      metrics.versionsRefused.inc({ path }, n);
+      refusals.note(path, n, app.log);
+    },
     sync: cfg.sync,
     syncIntervalMs: cfg.syncIntervalMs,
     // Routine anti-entropy passes leave writes younger than this to the next pass (recent-changes.ts).
@@ -135,7 +146,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     intervalMs: cfg.heartbeatIntervalMs,
     log: app.log,
     security,
-    report: () => ({ transfer: progress(), tcp_port: tcpAdvertised }),
+    // clock_ms: the registry compares it with its own clock (clock skew in /cluster).
+    report: () => ({ transfer: progress(), tcp_port: tcpAdvertised, clock_ms: now() }),
     // The registry refuses a member it removed or that was down past the
     // tombstone grace: its data may hold deletes the others have purged, so
     // serving it could bring deleted values back. Stop rather than serve.
@@ -168,6 +180,25 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   void watcher.start();
 
   return { url, port: boundPort, id, close, progress, failed };
+}
+
+/**
+ * Logs refused future versions at warn, at most once a minute per path with
+ * the count since the last line: a skewed gateway would otherwise log on
+ * every write. The metric counts every one.
+ */
+class RefusalLog {
+  private readonly last = new Map<string, { at: number; pending: number }>();
+  note(path: string, n: number, log: Pick<Logger, 'warn'>): void {
+    const now = Date.now();
+    const entry = this.last.get(path) ?? { at: 0, pending: 0 };
+    entry.pending += n;
+    this.last.set(path, entry);
+    if (now - entry.at < 60_000) return;
+    log.warn({ path, refused: entry.pending }, 'refused versions from the future (a skewed clock or a forged version; see flexstore_versions_refused_total)');
+    entry.at = now;
+    entry.pending = 0;
+  }
 }
 
 /** An explicit `undefined` in a partial config means "default", not "unset". */

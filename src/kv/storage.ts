@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { asBinary, open, type Database, type RootDatabase } from 'lmdb';
-import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
-import { isVersion, parseVersion } from '../cluster/hlc.js';
+import { InvalidKey, InvalidRequest, VersionFromFuture } from '../cluster/errors.js';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, isVersion, parseVersion, versionAheadMs } from '../cluster/hlc.js';
 import type { ListEntry, ListPage, PutResult } from '../cluster/transport.js';
 import type { ReplicaRecord } from '../cluster/types.js';
 import { defaultKvConfig } from './config.js';
@@ -35,6 +35,13 @@ export type { HashScanOptions } from './hash-index-codec.js';
  *   the order every replica and the gateway's merge agree on. See keyCodec.
  * - Deletes are tombstone records. Only `purgeTombstones` removes records, and
  *   only tombstones older than the cluster's grace (see anti-entropy.ts).
+ * - Every write path refuses a version more than maxClockSkewMs ahead of this
+ *   server's clock (hlc.ts): `put` rejects with VersionFromFuture; the batch
+ *   paths (`putMany`, `insertMany`, `insertRaw`), which carry records from
+ *   peers, leave such records out, apply the rest and say how many they
+ *   refused. A peer holding one such record must not stop a whole range from
+ *   repairing. Each refusal is reported to onVersionRefused with its source.
+ *   Known gap: a record stored before this check existed keeps its version.
  */
 
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
@@ -66,6 +73,27 @@ export interface StorageOptions {
   onSyncError?: (err: Error) => void;
   /** How long a change stays out of settled digests (see recent-changes.ts). Default 0. */
   settleWindowMs?: number;
+  /** This server's clock, in epoch ms. Default Date.now. */
+  now?: () => number;
+  /** How far ahead of now() a version may be and still be stored (MAX_CLOCK_SKEW). Default 10 s. */
+  maxClockSkewMs?: number;
+  /** Told of every version refused as from the future, with the path it came by. Default: ignored. */
+  onVersionRefused?: (source: WriteSource, count: number) => void;
+}
+
+/**
+ * The path a write came by, for counting refusals: a gateway's replica write
+ * (and its read repair) over HTTP or TCP, a peer's apply (anti-entropy push
+ * or hint delivery), records this server pulled from a peer (fetch), or a
+ * range streamed from a peer.
+ */
+export type WriteSource = 'replica_http' | 'replica_tcp' | 'sync_apply' | 'sync_pull' | 'sync_stream';
+export const WRITE_SOURCES: readonly WriteSource[] = ['replica_http', 'replica_tcp', 'sync_apply', 'sync_pull', 'sync_stream'];
+
+/** What a batch write did: records applied, and records refused as from the future (not written). */
+export interface BatchResult {
+  applied: number;
+  refused: number;
 }
 
 export interface ListOptions {
@@ -101,6 +129,9 @@ export class Storage {
   private closing: Promise<void> | null = null;
   /** With sync 'interval': the timer fsyncing the environment. */
   private periodic: PeriodicSync | null = null;
+  private readonly now: () => number;
+  private readonly maxClockSkewMs: number;
+  private readonly onVersionRefused: (source: WriteSource, count: number) => void;
 
   private constructor(
     private readonly root: RootDatabase,
@@ -109,8 +140,12 @@ export class Storage {
     private readonly codec: RecordCodec,
     /** The one-time migration open() ran, for the caller to log; null when none. */
     readonly migration: Migration | null,
-    settleWindowMs: number,
+    opts: StorageOptions,
   ) {
+    this.now = opts.now ?? Date.now;
+    this.maxClockSkewMs = opts.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
+    this.onVersionRefused = opts.onVersionRefused ?? (() => {});
+    const settleWindowMs = opts.settleWindowMs ?? 0;
     this.maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize - HINT_KEY_OVERHEAD;
     this.hashIndex = new HashIndex(dbs.index, { header: (key) => this.headerOf(key) }, (visit) => this.eachHeader(visit), settleWindowMs);
     this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes);
@@ -138,7 +173,7 @@ export class Storage {
       const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
       const hints = root.openDB<Buffer, Buffer>({ name: 'hints', keyEncoding: 'binary', encoding: 'binary' });
       const migration = openLayout(dir, meta, () => HashIndex.build(root, records, index));
-      const storage = new Storage(root, records, { index, hints }, codec, migration, opts.settleWindowMs ?? 0);
+      const storage = new Storage(root, records, { index, hints }, codec, migration, opts);
       if (sync === 'interval') storage.periodic = new PeriodicSync(() => storage.syncEnv(), syncIntervalMs, opts.onSyncError);
       return storage;
     } catch (err) {
@@ -162,10 +197,19 @@ export class Storage {
 
   /**
    * Stores rec if rec.version is newer than the held version; resolves after
-   * the commit is on disk with the version held afterwards.
+   * the commit is on disk with the version held afterwards. Rejects with
+   * VersionFromFuture, writing nothing, for a version from the future.
    */
-  async put(key: string, rec: ReplicaRecord): Promise<PutResult> {
+  async put(key: string, rec: ReplicaRecord, source: WriteSource = 'replica_http'): Promise<PutResult> {
     const w = this.prepare(key, rec);
+    const ahead = this.aheadBeyondSkew(w.version);
+    if (ahead !== undefined) {
+      this.onVersionRefused(source, 1);
+      throw new VersionFromFuture(
+        `version ${w.version} is ${ahead} ms ahead of this server's clock; at most ${this.maxClockSkewMs} ms (MAX_CLOCK_SKEW) is accepted`,
+        { version: w.version, aheadMs: ahead, maxClockSkewMs: this.maxClockSkewMs },
+      );
+    }
     // The callback runs inside the batch's write transaction, serialised with
     // every other write, so read-compare-write is atomic. It resolves after the
     // (synced) commit, including for a write that was not applied.
@@ -179,11 +223,12 @@ export class Storage {
    * own (a second record for one key is compared with the first). Resolves
    * after the commit is on disk with how many were applied. Every record is
    * validated before anything is written: one bad record rejects the batch.
+   * Records from the future are left out and counted as refused.
    */
-  async putMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
-    const writes = items.map(({ key, rec }) => this.prepare(key, rec));
-    if (writes.length === 0) return { applied: 0 };
-    return { applied: await this.writePrepared(writes) };
+  async putMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>, source: WriteSource = 'sync_apply'): Promise<BatchResult> {
+    const { admitted: writes, refused } = this.admit(items.map(({ key, rec }) => this.prepare(key, rec)), source);
+    if (writes.length === 0) return { applied: 0, refused };
+    return { applied: await this.writePrepared(writes), refused };
   }
 
   /** Last-writer-wins writes in one transaction; resolves with how many were applied. */
@@ -209,8 +254,9 @@ export class Storage {
    * write that landed during the transfer) go through putMany's
    * last-writer-wins. Resolves after the commits are on disk.
    */
-  async insertMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>): Promise<{ applied: number }> {
-    return { applied: await this.insertPrepared(items.map(({ key, rec }) => this.prepare(key, rec))) };
+  async insertMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>, source: WriteSource = 'sync_stream'): Promise<BatchResult> {
+    const { admitted, refused } = this.admit(items.map(({ key, rec }) => this.prepare(key, rec)), source);
+    return { applied: await this.insertPrepared(admitted), refused };
   }
 
   /**
@@ -218,12 +264,14 @@ export class Storage {
    * storage holds them (scanHashRangeRaw): stored as they are, with no
    * decoding or re-encoding. Each is checked (recordHeader) before anything
    * is written: one malformed record rejects the batch. Records for which
-   * `skip` (given each header) returns true are left out.
+   * `skip` (given each header) returns true are left out, and so are records
+   * from the future (counted as refused).
    */
   async insertRaw(
     items: ReadonlyArray<{ key: string; bytes: Buffer }>,
     skip?: (header: { version: string; tombstone: boolean }) => boolean,
-  ): Promise<{ applied: number }> {
+    source: WriteSource = 'sync_stream',
+  ): Promise<BatchResult> {
     const writes: PreparedWrite[] = [];
     for (const { key, bytes } of items) {
       this.checkKey(key);
@@ -237,7 +285,22 @@ export class Storage {
       const record = asBinary(bytes) as unknown as ReplicaRecord;
       writes.push({ key, version: header.version, record, index: HashIndex.prepare(key, header.version) });
     }
-    return { applied: await this.insertPrepared(writes) };
+    const { admitted, refused } = this.admit(writes, source);
+    return { applied: await this.insertPrepared(admitted), refused };
+  }
+
+  /** The writes whose versions are not from the future; the others are counted as refused. */
+  private admit(writes: PreparedWrite[], source: WriteSource): { admitted: PreparedWrite[]; refused: number } {
+    const admitted = writes.filter((w) => this.aheadBeyondSkew(w.version) === undefined);
+    const refused = writes.length - admitted.length;
+    if (refused > 0) this.onVersionRefused(source, refused);
+    return { admitted, refused };
+  }
+
+  /** How far ahead of this server's clock the version is, when that is more than the skew allowed; else undefined. */
+  private aheadBeyondSkew(version: string): number | undefined {
+    const ahead = versionAheadMs(version, this.now());
+    return ahead !== undefined && ahead > this.maxClockSkewMs ? ahead : undefined;
   }
 
   private async insertPrepared(writes: PreparedWrite[]): Promise<number> {

@@ -176,7 +176,7 @@ class ReplicaConnection {
         const { key, rec } = decodePut(body);
         this.answerLater(id, () => {
           checkVersion(rec.version, 'version');
-          return storage.put(key, rec).then((r) => encodePutReply(id, r));
+          return storage.put(key, rec, 'replica_tcp').then((r) => encodePutReply(id, r));
         });
         return;
       }

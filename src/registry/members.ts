@@ -55,6 +55,8 @@ export interface RegisterRequest {
   id?: string;
   transfer?: TransferProgress;
   tcpPort?: number;
+  /** The member's clock minus the registry's, as this heartbeat showed it. */
+  clockOffsetMs?: number;
 }
 
 export interface RemoveResult {
@@ -207,6 +209,8 @@ export class MemberTable {
       member.lastHeartbeat = Math.max(member.lastHeartbeat, now);
     }
     if (req.transfer) member.transfer = req.transfer;
+    // Reported, not a view change: the index does not move for it.
+    if (req.clockOffsetMs !== undefined) member.clockOffsetMs = req.clockOffsetMs;
     if (req.tcpPort !== member.tcpPort) {
       // Gateways must learn a new replica port at once: it changes how they reach the member.
       if (req.tcpPort === undefined) delete member.tcpPort;

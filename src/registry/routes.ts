@@ -10,9 +10,11 @@ import type { MemberTable } from './members.js';
 /**
  * The registry's HTTP API.
  *
- *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?} → {"success", "id", "node_url", "index"}
+ *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?, "clock_ms"?} → {"success", "id", "node_url", "index"}
+ *                                     clock_ms: the member's clock; kept as clockOffsetMs (its clock minus ours)
  *                                     409 CONFLICT for a removed member or one down past the tombstone grace
- *   GET  /nodes[?index=n&wait=s]      → MemberView; blocks while index <= n, up to wait seconds
+ *   GET  /nodes[?index=n&wait=s]      → MemberView (with clockMs: this registry's clock as it answers);
+ *                                     blocks while index <= n, up to wait seconds
  *   DELETE|POST /deregister           {"node_url"} or {"id"}, "force"? → {"success", "id", "index", "phase"}
  *                                     an active member starts leaving; it is removed once its ranges moved
  *   GET  /health                      → {"status", "members", "up", "index"}
@@ -59,14 +61,18 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     const id = memberId(body.id);
     const transfer = transferProgress(body.transfer);
     const tcpPort = optionalPort(body.tcp_port);
+    const now = Date.now();
+    const clockMs = body.clock_ms;
+    const clockOffsetMs = typeof clockMs === 'number' && Number.isFinite(clockMs) ? Math.round(clockMs - now) : undefined;
     const result = table.register(
       {
         url,
         ...(id !== undefined && { id }),
         ...(transfer && { transfer }),
         ...(tcpPort !== undefined && { tcpPort }),
+        ...(clockOffsetMs !== undefined && { clockOffsetMs }),
       },
-      Date.now(),
+      now,
     );
     reply.header(INDEX_HEADER, String(table.index));
     return { success: true, id: result.member.id, node_url: result.member.url, index: table.index };
@@ -132,7 +138,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
         reply.raw.off('close', onClose);
       }
     }
-    const view: MemberView = table.view();
+    const view: MemberView = { ...table.view(), clockMs: Date.now() };
     reply.header(INDEX_HEADER, String(view.index));
     return view;
   });
