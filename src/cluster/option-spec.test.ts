@@ -41,4 +41,14 @@ describe('option rows', () => {
     }
     assert.equal(parseDuration('30'), 30_000, 'a bare number is seconds');
   });
+
+  it('a minus sign is accepted only by rows that allow negative values', () => {
+    const signed = opt.int({ default: 0, min: -100, doc: 'signed' });
+    assert.deepEqual(parseRaw(signed, '-60'), { value: -60 });
+    assert.deepEqual(parseRaw(signed, '60'), { value: 60 });
+    assert.ok('expected' in parseRaw(signed, '-101'));
+    assert.ok('expected' in parseRaw(signed, '--5'));
+    assert.ok('expected' in parseRaw(opt.int({ default: 1, doc: 'plain' }), '-1'));
+    assert.ok('expected' in parseRaw(opt.port({ default: 1, doc: 'port' }), '-1'));
+  });
 });

@@ -22,7 +22,8 @@ import type { Storage } from './storage.js';
  * src/cluster/http-wire.ts). It exposes the replica's raw records, tombstones
  * and versions included; it does no placement, quorum or clock work. Clients
  * cannot write around versioning through it: every write carries a version
- * and only a newer one applies. Beside the protocol's routes it serves:
+ * and only a newer one applies, and none more than MAX_CLOCK_SKEW ahead of
+ * this server's clock (409 VERSION_FROM_FUTURE; storage.ts). Beside the protocol's routes it serves:
  *
  *   GET  /health, /health-check[?gc=1]
  *                             200 {"status": "ok", "id", "keys", "memory": {rss,

@@ -23,7 +23,8 @@ import type { Storage } from './storage.js';
  * src/cluster/tcp-protocol.ts, for gateways using TcpReplicaTransport. Same
  * storage, same semantics: GET answers the record, tombstones included
  * (NOT_FOUND when there is none); PUT is last-writer-wins and is answered
- * only after its commit is on disk; LIST is GET /internal/keys; HINTS stores
+ * only after its commit is on disk (a version from the future: an ERROR
+ * frame VERSION_FROM_FUTURE, nothing applied, the connection kept); LIST is GET /internal/keys; HINTS stores
  * hinted-handoff notes through `storeHints`.
  *
  * A connection carries many requests at once. Reads answer in the turn they
