@@ -42,7 +42,7 @@ export class HybridClock {
   constructor(
     /** Suffix of every version this clock issues; [A-Za-z0-9_-]{1,64}. */
     readonly nodeId: string,
-    /** Wall-clock milliseconds; injected by tests (and by CLOCK_OFFSET_MS) to skew this clock. */
+    /** Wall-clock milliseconds; injected by tests (and by --clock-offset-ms) to skew this clock. */
     readonly now: () => number = Date.now,
     opts: { maxSkewMs?: number } = {},
   ) {
@@ -90,6 +90,11 @@ export class HybridClock {
     }
     return true;
   }
+}
+
+/** The host's clock shifted by offsetMs (--clock-offset-ms, for testing skew): the clock a process runs on. */
+export function offsetClock(offsetMs: number): () => number {
+  return offsetMs === 0 ? Date.now : () => Date.now() + offsetMs;
 }
 
 /**

@@ -106,8 +106,3 @@ export const clockOffsetMs = opt.int({
 
 /** The rows of clock handling, spread into gateway and KV server options. */
 export const clockOptions = { maxClockSkewMs, clockOffsetMs };
-
-/** The clock a process with these settings runs on. */
-export function processClock(offsetMs: number): () => number {
-  return offsetMs === 0 ? Date.now : () => Date.now() + offsetMs;
-}

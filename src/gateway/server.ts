@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
-import { HybridClock } from '../cluster/hlc.js';
+import { HybridClock, offsetClock } from '../cluster/hlc.js';
 import { createHttpServer } from '../cluster/http-server.js';
 import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
-import { processClock } from '../cluster/shared-options.js';
 import { clockReport } from './clock-skew.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
@@ -51,7 +50,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     tcpPortOf: (url) => view.memberByUrl(url)?.tcpPort,
     security,
   });
-  const now = processClock(config.clockOffsetMs);
+  const now = offsetClock(config.clockOffsetMs);
   const clock = new HybridClock(gatewayId, now, { maxSkewMs: config.maxClockSkewMs });
   const hints = new HintBuffer({
     transport,

@@ -5,10 +5,10 @@ import { KV_PATH } from '../cluster/http-wire.js';
 import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
 import { AntiEntropy } from './anti-entropy.js';
+import { offsetClock } from '../cluster/hlc.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import type { Logger } from '../cluster/logger.js';
 import { loadClusterSecurity } from '../cluster/security.js';
-import { processClock } from '../cluster/shared-options.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
@@ -51,7 +51,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   // anything is opened or bound.
   const id = loadOrCreateNodeId(cfg.dataDir, cfg.nodeId);
   // The clock versions are checked against (storage.ts) and reported to the registry by.
-  const now = processClock(cfg.clockOffsetMs);
+  const now = offsetClock(cfg.clockOffsetMs);
   const refusals = new RefusalLog();
   const storage = Storage.open(cfg.dataDir, {
     now,
