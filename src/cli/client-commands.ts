@@ -92,6 +92,8 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
     if (Array.isArray(pending) && pending.length > 0) {
       print(`membership change in progress: waiting for ${pending.join(', ')} to finish pulling their ranges`);
     }
+    const waiting = members.filter((m: Record<string, unknown>) => m.phase === 'pending').map((m: Record<string, unknown>) => String(m.id));
+    if (waiting.length > 0) print(`waiting for a join slot (MAX_JOINING): ${waiting.join(', ')}`);
     return 0;
   },
 };
