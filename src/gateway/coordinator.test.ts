@@ -51,7 +51,7 @@ function partlyDeadTransport(dead: Set<string>): ReplicaTransport {
   const fail = (url: string) => Promise.reject(new ReplicaUnreachable(url, 'ECONNREFUSED'));
   return {
     get: async (url) => (dead.has(url) ? fail(url) : null),
-    put: async (url) => (dead.has(url) ? fail(url) : undefined),
+    put: async (url, _key, rec) => (dead.has(url) ? fail(url) : { applied: true, version: rec.version }),
     list: async (url) => (dead.has(url) ? fail(url) : { entries: [], more: false }),
     storeHints: async () => {},
     close: async () => {},
