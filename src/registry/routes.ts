@@ -1,6 +1,6 @@
 import type { ClusterSecurity } from '../cluster/security.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InternalError, InvalidRequest, RateLimited, RouteNotFound, Unavailable } from '../cluster/errors.js';
+import { InternalError, InvalidRequest, RateLimited, RouteNotFound, Unavailable, toErrorBody } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import type { MemberView, TransferProgress } from '../cluster/types.js';
 import type { RegistryConfig } from './config.js';
@@ -79,8 +79,13 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     if (!limiter.enabled || authenticated(req) || isKnownHeartbeat(req)) return;
     const waitMs = limiter.take(req.ip, Date.now());
     if (waitMs === 0) return;
-    reply.header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))));
-    throw new RateLimited(`too many unauthenticated registry calls from ${req.ip}; retry later`, { retryAfterMs: waitMs });
+    // Answered here rather than thrown: under a flood this is the hot path, and the error handler's work is wasted on it.
+    const err = new RateLimited(`too many unauthenticated registry calls from ${req.ip}; retry later`, { retryAfterMs: waitMs });
+    return reply
+      .code(err.status)
+      .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))))
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(toErrorBody(err));
   };
   const isKnownHeartbeat = (req: FastifyRequest): boolean => {
     if (req.method !== 'POST' || (req.url !== '/register' && req.url !== '/heartbeat')) return false;
