@@ -121,6 +121,8 @@ describe('joins and registry limits', () => {
     const statuses = new Map<number, number>();
     let flooding = true;
     // About 1,000 bad registrations a second for one second, in bounded batches.
+    const floodStart = Date.now();
+    let floodSeconds = 0;
     const flood = (async () => {
       for (let batch = 0; batch < 10; batch++) {
         const start = Date.now();
@@ -139,6 +141,7 @@ describe('joins and registry limits', () => {
         const left = 100 - (Date.now() - start);
         if (left > 0) await new Promise((r) => setTimeout(r, left));
       }
+      floodSeconds = (Date.now() - floodStart) / 1000;
       flooding = false;
     })();
     const latencies: number[] = [];
@@ -159,8 +162,10 @@ describe('joins and registry limits', () => {
     await pool.close();
     latencies.sort((a, b) => a - b);
     const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0;
-    console.log(`# flood answers ${JSON.stringify(Object.fromEntries(statuses))}; GET /nodes p99 ${p99.toFixed(1)} ms over ${latencies.length}; PUTs ${putsOk} ok ${putsFailed} failed`);
-    assert.ok((statuses.get(429) ?? 0) >= 900, 'nearly all of them rate-limited');
+    console.log(`# flood answers ${JSON.stringify(Object.fromEntries(statuses))} in ${floodSeconds} s; GET /nodes p99 ${p99.toFixed(1)} ms over ${latencies.length}; PUTs ${putsOk} ok ${putsFailed} failed`);
+    // The registry's defaults: a burst of 40, then 20 a second (a slow machine stretches the flood's second).
+    const admitted = 1000 - (statuses.get(429) ?? 0);
+    assert.ok(admitted <= 40 + 20 * (floodSeconds + 1), `${admitted} got past the limit in ${floodSeconds} s`);
     assert.equal(statuses.get(200) ?? 0, 0, 'none joined');
     assert.equal(flaps, 0, 'no member went down');
     assert.equal(putsFailed, 0);
