@@ -94,6 +94,8 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
     }
     const skew = (view as { clockSkewWarning?: unknown }).clockSkewWarning;
     if (typeof skew === 'string') print(`warning: ${skew}`);
+    const waiting = members.filter((m: Record<string, unknown>) => m.phase === 'pending').map((m: Record<string, unknown>) => String(m.id));
+    if (waiting.length > 0) print(`waiting for a join slot (MAX_JOINING): ${waiting.join(', ')}`);
     return 0;
   },
 };

@@ -30,3 +30,17 @@ export function requiredReplicas(c: Consistency, n: number): number {
 export function comparisonsToAcquire(n: number, owners: number): number {
   return Math.min(n - majority(n) + 1, owners);
 }
+
+/**
+ * The future owners a write counts during a join or leave: all of them except
+ * acquirers (owners in `target` that are not in `read`) that are not up. A
+ * write never waits for a member that is down: a joiner killed mid-join would
+ * otherwise fail every write to its ranges until JOIN_TIMEOUT. It is still
+ * sent the write. Safe because an acquirer cannot complete the change while
+ * it is down, and one that comes back must pull its ranges again from the
+ * read owners (the registry raises the epoch), where every acknowledged write
+ * is on a majority.
+ */
+export function countedTargets<M extends { id: string; state: string }>(target: readonly M[], readIds: ReadonlySet<string>): M[] {
+  return target.filter((m) => m.state === 'up' || readIds.has(m.id));
+}

@@ -24,7 +24,11 @@ export type ErrorCode =
   | 'QUORUM_NOT_MET'
   | 'NO_MEMBERS'
   | 'UNAVAILABLE'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'MEMBER_BOUND'
+  | 'MEMBER_UNREACHABLE'
+  | 'TOO_MANY_MEMBERS'
+  | 'RATE_LIMITED';
 
 export type ErrorDetails = Record<string, unknown>;
 
@@ -52,6 +56,10 @@ export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (mes
   },
   NO_MEMBERS: { status: 503, make: (m, d) => new NoMembers(m, d) },
   UNAVAILABLE: { status: 503, make: (m, d) => new Unavailable(m, d) },
+  MEMBER_BOUND: { status: 409, make: (m, d) => new MemberBound(m, d) },
+  MEMBER_UNREACHABLE: { status: 422, make: (m, d) => new MemberUnreachable(m, d) },
+  TOO_MANY_MEMBERS: { status: 503, make: (m, d) => new TooManyMembers(m, d) },
+  RATE_LIMITED: { status: 429, make: (m, d) => new RateLimited(m, d) },
 };
 
 export abstract class FlexStoreError extends Error {
@@ -124,6 +132,22 @@ export class Unavailable extends FlexStoreError {
 }
 export class InternalError extends FlexStoreError {
   readonly code = 'INTERNAL' as const;
+}
+/** A registration of a member id at another URL, or of another id at a member's URL (registry). */
+export class MemberBound extends FlexStoreError {
+  readonly code = 'MEMBER_BOUND' as const;
+}
+/** A registered URL did not answer its health check, so it may not join (registry). */
+export class MemberUnreachable extends FlexStoreError {
+  readonly code = 'MEMBER_UNREACHABLE' as const;
+}
+/** The registry holds MAX_MEMBERS members; a new one is refused. */
+export class TooManyMembers extends FlexStoreError {
+  readonly code = 'TOO_MANY_MEMBERS' as const;
+}
+/** Too many unauthenticated requests from one source address; retry after the Retry-After header. */
+export class RateLimited extends FlexStoreError {
+  readonly code = 'RATE_LIMITED' as const;
 }
 
 export interface ErrorBody {

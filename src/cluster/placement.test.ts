@@ -69,3 +69,15 @@ test('lists() hashes once and agrees with readList/targetList, during a change a
     }
   }
 });
+
+test('a pending member is in neither ring, acquires nothing and is no change', () => {
+  const p = new Placement([member('a'), member('b'), member('c'), member('p', 'pending')], 3, 32);
+  assert.equal(p.changing, false);
+  assert.equal(p.acquirers().size, 0);
+  for (let i = 0; i < 300; i++) {
+    assert.ok(!p.readList(`k${i}`).includes('p'));
+    assert.ok(!p.targetList(`k${i}`).includes('p'));
+  }
+  const q = new Placement([member('a'), member('b'), member('c'), member('p', 'pending'), member('d', 'joining')], 3, 32);
+  assert.deepEqual([...q.acquirers()], ['d']);
+});

@@ -11,6 +11,9 @@ import type { Member } from './types.js';
  * - the *target ring*: every member except those `leaving` — the owners once
  *   the change completes.
  *
+ * A `pending` member (waiting for a join slot, see docs/security.md) is in
+ * neither ring: it owns nothing, acquires nothing and takes no traffic.
+ *
  * Outside a change the two are the same ring. During one, a write goes to the
  * union of both preference lists and must reach a quorum in each, and reads
  * use the read ring; so when the change completes and the target ring becomes
@@ -44,13 +47,13 @@ export class Placement {
     readonly vnodes?: number,
   ) {
     this.members = new Map(members.map((m) => [m.id, m]));
-    this.changingNow = members.some((m) => phaseOf(m) !== 'active');
+    this.changingNow = members.some((m) => isChanging(phaseOf(m)));
     this.readRing = new Ring(
-      members.filter((m) => phaseOf(m) !== 'joining').map((m) => m.id),
+      members.filter((m) => phaseOf(m) === 'active' || phaseOf(m) === 'leaving').map((m) => m.id),
       vnodes,
     );
     this.targetRing = new Ring(
-      members.filter((m) => phaseOf(m) !== 'leaving').map((m) => m.id),
+      members.filter((m) => phaseOf(m) === 'active' || phaseOf(m) === 'joining').map((m) => m.id),
       vnodes,
     );
   }
@@ -127,7 +130,12 @@ export function phaseOf(m: Member): MemberPhase {
   return m.phase ?? 'active';
 }
 
-export type MemberPhase = 'joining' | 'active' | 'leaving';
+export type MemberPhase = 'pending' | 'joining' | 'active' | 'leaving';
+
+/** Joining and leaving move ranges; pending (waiting for a join slot) and active do not. */
+export function isChanging(phase: MemberPhase): boolean {
+  return phase === 'joining' || phase === 'leaving';
+}
 
 export function keyHash(key: string): bigint {
   return hash64(key);

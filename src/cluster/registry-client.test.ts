@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
 import type { RegistryConfig } from '../registry/config.js';
 import { startRegistry } from '../registry/server.js';
@@ -8,6 +10,13 @@ import type { MemberView, RunningServer } from './types.js';
 import { tempDirs } from '../test/support/index.js';
 
 const tempDir = tempDirs('flexstore-registry-client-');
+
+// The registry checks a new member's <url>/health before it joins: one loopback
+// server answers for every member url of this file (they differ by path).
+const healthy = createServer((_req, res) => res.writeHead(200).end('{}'));
+await new Promise<void>((resolve) => healthy.listen(0, '127.0.0.1', resolve));
+after(() => new Promise<void>((resolve) => healthy.close(() => resolve())));
+const M = (n: number): string => `http://127.0.0.1:${(healthy.address() as AddressInfo).port}/kv${n}`;
 
 const FAST: Partial<RegistryConfig> = { host: '127.0.0.1', downAfterMs: 300, sweepIntervalMs: 50, logLevel: 'silent' };
 
@@ -46,10 +55,10 @@ describe('RegistryClient', () => {
   it('register, nodes and deregister', async () => {
     const reg = await registry();
     const c = client(reg.url);
-    const { index } = await c.register({ id: 'kv-1', node_url: 'http://127.0.0.1:9001' });
+    const { index } = await c.register({ id: 'kv-1', node_url: M(1) });
     assert.equal(index, 1);
     const view = await c.nodes();
-    assert.deepEqual(view.nodes, ['http://127.0.0.1:9001']);
+    assert.deepEqual(view.nodes, [M(1)]);
     await c.deregister({ id: 'kv-1' });
     assert.deepEqual((await c.nodes()).members, []);
   });
@@ -84,7 +93,7 @@ describe('Heartbeater', () => {
   it('keeps a member up; when it stops the member goes down within downAfterMs + sweep', async () => {
     const reg = await registry();
     const c = client(reg.url);
-    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 50 });
+    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: M(1), intervalMs: 50 });
     after(() => hb.stop());
     hb.start();
     await waitFor('registration', () => hb.registered);
@@ -128,7 +137,7 @@ describe('Heartbeater', () => {
     // report() runs at the start of every beat, so it counts them.
     let beats = 0;
     const report = () => (beats++, {});
-    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: 'http://127.0.0.1:9001', intervalMs: 30, log, report });
+    const hb = new Heartbeater({ registryUrl: reg.url, id: 'kv-1', url: M(1), intervalMs: 30, log, report });
     after(() => hb.stop());
     hb.start();
     await waitFor('a warning', () => lines.some((l) => l.level === 'warn'));
@@ -159,15 +168,15 @@ describe('MembershipWatcher', () => {
     await waitFor('the first view', () => views.length === 1);
 
     const start = Date.now();
-    await c.register({ id: 'kv-1', node_url: 'http://127.0.0.1:9001' });
+    await c.register({ id: 'kv-1', node_url: M(1) });
     // Its long poll would otherwise end only after waitSeconds: seeing the
     // change in a fraction of that means the registry woke the poll.
     const wokenWithinMs = (waitSeconds * 1000) / 4;
-    await waitFor('the watcher to see kv-1', () => w.view?.nodes.includes('http://127.0.0.1:9001') === true, wokenWithinMs);
+    await waitFor('the watcher to see kv-1', () => w.view?.nodes.includes(M(1)) === true, wokenWithinMs);
     assert.ok(Date.now() - start < wokenWithinMs, `took ${Date.now() - start} ms`);
     assert.equal(views.length, 2);
 
-    await c.deregister({ node_url: 'http://127.0.0.1:9001' });
+    await c.deregister({ node_url: M(1) });
     await waitFor('the watcher to see the removal', () => w.view?.members.length === 0);
     assert.equal(views.length, 3);
   });
@@ -189,8 +198,10 @@ describe('MembershipWatcher', () => {
     after(() => first.close());
     const port = first.port;
     const { lines, log } = recordingLog();
+    // Every member reports every epoch synced, so joins complete at once and a flap is no membership change.
+    const synced = { transfer: { syncedEpoch: Number.MAX_SAFE_INTEGER } };
     const hbs = ['kv-1', 'kv-2'].map(
-      (id, i) => new Heartbeater({ registryUrl: first.url, id, url: `http://127.0.0.1:${9001 + i}`, intervalMs: 50 }),
+      (id, i) => new Heartbeater({ registryUrl: first.url, id, url: M(1 + i), intervalMs: 50, report: () => synced }),
     );
     for (const hb of hbs) {
       after(() => hb.stop());
@@ -205,7 +216,7 @@ describe('MembershipWatcher', () => {
     // so the restarted registry counts from below what the watcher last saw.
     const c1 = client(first.url);
     for (let i = 0; i < 3; i++) {
-      await c1.register({ id: 'kv-x', node_url: 'http://127.0.0.1:9009' });
+      await c1.register({ id: 'kv-x', node_url: M(9), ...synced });
       await waitFor('kv-x up', () => w.view !== null && stateOf(w.view, 'kv-x') === 'up');
       await waitFor('kv-x down', () => w.view !== null && stateOf(w.view, 'kv-x') === 'down');
     }

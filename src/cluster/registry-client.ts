@@ -148,8 +148,8 @@ export interface HeartbeaterOptions {
   /** Extra fields merged into every heartbeat body (e.g. transfer progress). */
   report?: () => Record<string, unknown>;
   /**
-   * Called once when the registry refuses this member for good (409: it was
-   * removed, or was down longer than the tombstone grace). The beat loop stops;
+   * Called once when the registry refuses this member for good (409 CONFLICT:
+   * it was removed, or was down longer than the tombstone grace). The beat loop stops;
    * the owner must stop serving, since its data may resurrect deleted keys.
    */
   onRejected?: (err: RegistryError) => void;
@@ -227,7 +227,8 @@ export class Heartbeater {
     } catch (err) {
       this.ok = false;
       if (!this.running) return;
-      if (err instanceof RegistryError && err.status === 409) {
+      // MEMBER_BOUND may pass (an authenticated registration once the old url is down): keep beating.
+      if (err instanceof RegistryError && err.status === 409 && err.code !== 'MEMBER_BOUND') {
         this.running = false;
         this.log.warn({ ...fields, err: err.message }, 'the registry refused this member');
         this.opts.onRejected?.(err);

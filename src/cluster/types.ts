@@ -18,9 +18,11 @@ export interface Member {
   /**
    * Place in the ring (see placement.ts). `joining`: receives writes and pulls
    * its ranges, serves no reads yet. `active`: a full owner. `leaving`: still
-   * serves, while its ranges move to their new owners. Absent means active.
+   * serves, while its ranges move to their new owners. `pending`: registered
+   * and heartbeating, waiting for a join slot; in no ring, takes no traffic.
+   * Absent means active.
    */
-  phase?: 'joining' | 'active' | 'leaving';
+  phase?: 'pending' | 'joining' | 'active' | 'leaving';
   /** Port of the member's binary replica protocol (same host as url), when it offers one. */
   tcpPort?: number;
   /** Progress of this member's range transfers, as it last reported it. */

@@ -45,3 +45,60 @@ test('an unreachable replica is suspected', async () => {
   await assert.rejects(coord.put('k', Buffer.from('v'), 'text/plain', 'quorum'), /needs 2 replica/);
   for (const m of members) assert.equal(view.isSuspect(m.url), true, m.id);
 });
+
+/** Succeeds on every replica but those in `dead`, which are unreachable. */
+function partlyDeadTransport(dead: Set<string>): ReplicaTransport {
+  const fail = (url: string) => Promise.reject(new ReplicaUnreachable(url, 'ECONNREFUSED'));
+  return {
+    get: async (url) => (dead.has(url) ? fail(url) : null),
+    put: async (url, _key, rec) => (dead.has(url) ? fail(url) : { applied: true, version: rec.version }),
+    list: async (url) => (dead.has(url) ? fail(url) : { entries: [], more: false }),
+    storeHints: async () => {},
+    close: async () => {},
+  };
+}
+
+test('writes during a join do not wait for joiners that are down; they do wait for joiners that are up', async () => {
+  const joiners: Member[] = [4, 5].map((i) => ({
+    id: `kv-${i}`,
+    url: `http://kv-${i}.test`,
+    state: 'down',
+    phase: 'joining',
+    lastHeartbeat: 0,
+    registeredAt: 0,
+  }));
+  const dead = new Set(joiners.map((m) => m.url));
+  const run = async (state: 'up' | 'down') => {
+    const view = new ClusterView(16, 3, 60_000);
+    const all = [...members, ...joiners.map((m) => ({ ...m, state }))];
+    view.update({ nodes: [], members: all, index: 1, epoch: 5 });
+    const coord = new Coordinator(view, partlyDeadTransport(dead), new HybridClock('gw-test'), new GatewayMetrics(), { log: { debug() {} } });
+    let failed = 0;
+    let movingKeys = 0;
+    for (let i = 0; i < 200; i++) {
+      const key = `k${i}`;
+      const { target } = view.writeLists(key);
+      if (target.some((m) => dead.has(m.url))) movingKeys++;
+      await coord.put(key, Buffer.from('v'), 'text/plain', 'quorum').catch(() => failed++);
+    }
+    return { failed, movingKeys };
+  };
+  const down = await run('down');
+  assert.ok(down.movingKeys > 20, 'the joiners take over part of the keys');
+  assert.equal(down.failed, 0, 'joiners known to be down are not waited for');
+  // Known to be up but not answering (the gateway has not heard yet): those writes fail, as before.
+  const up = await run('up');
+  assert.ok(up.failed > 0);
+});
+
+test('a pending member takes no writes and no listing', async () => {
+  const pending: Member = { id: 'kv-9', url: 'http://kv-9.test', state: 'up', phase: 'pending', lastHeartbeat: 0, registeredAt: 0 };
+  const view = new ClusterView(16, 3, 60_000);
+  view.update({ nodes: [], members: [...members, pending], index: 1 });
+  const coord = new Coordinator(view, partlyDeadTransport(new Set([pending.url])), new HybridClock('gw-test'), new GatewayMetrics(), { log: { debug() {} } });
+  for (let i = 0; i < 50; i++) {
+    const res = await coord.put(`k${i}`, Buffer.from('v'), 'text/plain', 'all');
+    assert.ok(!res.replicas.includes('kv-9'));
+  }
+  assert.deepEqual(await coord.list('', '', 10), { keys: [], next: null });
+});

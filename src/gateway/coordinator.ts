@@ -1,5 +1,5 @@
 import type { HybridClock } from '../cluster/hlc.js';
-import { requiredReplicas } from '../cluster/consistency.js';
+import { countedTargets, requiredReplicas } from '../cluster/consistency.js';
 import { FlexStoreError, NoMembers, QuorumNotMet, ReplicaUnreachable } from '../cluster/errors.js';
 import type { Logger } from '../cluster/logger.js';
 import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
@@ -47,7 +47,9 @@ export interface WriteResult {
  *   acknowledged before it started. `one` trades that away for availability.
  * - While a member joins or leaves, a write goes to the current owners and the
  *   future owners and needs the level's count in *each* set, so the guarantee
- *   above survives the switch-over; reads use the current owners.
+ *   above survives the switch-over; reads use the current owners. Future
+ *   owners still acquiring the key that are down are not counted (see
+ *   countedTargets): they pull it again before the change completes.
  * - A replica that failed a write it should have taken is remembered as a
  *   hint on one that took it; the hint holder delivers the key when the
  *   failed replica is back (hinted handoff). Anti-entropy covers the rest.
@@ -116,7 +118,8 @@ export class Coordinator {
    * more to send has already covered.
    */
   async list(prefix: string, after: string, limit: number): Promise<{ keys: string[]; next: string | null }> {
-    const members = this.view.allMembers();
+    // A pending member owns nothing yet: its listing could only add noise.
+    const members = this.view.allMembers().filter((m) => m.phase !== 'pending');
     if (members.length === 0) throw new NoMembers('no KV servers are registered');
     const keys: string[] = [];
     let cursor = after;
@@ -164,10 +167,11 @@ export class Coordinator {
     if (read.length === 0 && target.length === 0) throw new NoMembers('no KV servers are registered');
     const targets = [...read];
     if (target !== read) for (const m of target) if (!targets.some((t) => t.id === m.id)) targets.push(m);
-    const needRead = requiredReplicas(consistency, read.length);
-    const needTarget = requiredReplicas(consistency, target.length);
     const readIds = new Set(read.map((m) => m.id));
-    const targetIds = new Set(target.map((m) => m.id));
+    const counted = target === read ? target : countedTargets(target, readIds);
+    const needRead = requiredReplicas(consistency, read.length);
+    const needTarget = counted.length === 0 ? 0 : requiredReplicas(consistency, counted.length);
+    const targetIds = new Set(counted.map((m) => m.id));
     const satisfied = (ok: ReadonlyArray<{ member: Member }>) => {
       let r = 0;
       let t = 0;

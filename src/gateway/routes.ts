@@ -169,10 +169,10 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   rejectOtherMethods(app, '/cluster', ['GET']);
 
   app.get('/metrics', async (_req, reply) => {
-    const states: Record<string, number> = { up: 0, down: 0, joining: 0, leaving: 0 };
+    const states: Record<string, number> = { up: 0, down: 0, pending: 0, joining: 0, leaving: 0 };
     for (const m of view.allMembers()) {
       states[m.state]!++;
-      if (m.phase === 'joining' || m.phase === 'leaving') states[m.phase]!++;
+      if (m.phase === 'pending' || m.phase === 'joining' || m.phase === 'leaving') states[m.phase]!++;
     }
     for (const [state, n] of Object.entries(states)) metrics.members.set({ state }, n);
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -52,6 +52,44 @@ export const registryOptions = defineOptions('registry', {
         ? 'must be less than tombstoneGraceMs, or a removed member could miss tombstone purges'
         : undefined,
   }),
+  // Joins and the registry's own bounds (docs/security.md, Registry limits and joins).
+  joinTimeoutMs: opt.duration({
+    flag: 'join-timeout',
+    env: 'JOIN_TIMEOUT',
+    default: 60_000,
+    valueName: '<duration>',
+    doc: 'A joining (or pending) member down this long is dropped and its join aborted; it may register again',
+    check: (ms) => (ms > 0 ? undefined : 'must be > 0'),
+  }),
+  maxJoining: opt.int({
+    flag: 'max-joining',
+    env: 'MAX_JOINING',
+    default: 2,
+    valueName: '<n>',
+    doc: 'Members joining at once; later ones wait as pending, in registration order',
+  }),
+  maxMembers: opt.int({
+    flag: 'max-members',
+    env: 'MAX_MEMBERS',
+    default: 512,
+    valueName: '<n>',
+    doc: 'Largest member table; a new registration beyond it is refused (503 TOO_MANY_MEMBERS)',
+  }),
+  registrationRate: opt.int({
+    flag: 'registration-rate',
+    env: 'REGISTRATION_RATE',
+    default: 20,
+    min: 0,
+    valueName: '<per-second>',
+    doc: 'Unauthenticated registry calls per second per source address, heartbeats of known members aside (0 = no limit)',
+  }),
+  registrationBurst: opt.int({
+    flag: 'registration-burst',
+    env: 'REGISTRATION_BURST',
+    default: 40,
+    valueName: '<n>',
+    doc: 'Burst allowed above --registration-rate',
+  }),
   logLevel,
   ...securityOptions,
 });

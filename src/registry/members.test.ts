@@ -58,32 +58,46 @@ describe('MemberTable', () => {
     assert.equal(t.index, before + 1);
     assert.deepEqual(t.view().nodes, []);
 
-    const r = t.register({ url: 'http://h:2', id: 'b' }, T0 + 6000);
+    // a owns its ranges (b is still joining: its return would make it sync again, a membership change).
+    const r = t.register({ url: 'http://h:1', id: 'a' }, T0 + 6000);
     assert.equal(r.changed, true);
     assert.equal(r.membershipChanged, false);
     assert.equal(t.index, before + 2);
-    assert.deepEqual(t.view().nodes, ['http://h:2']);
+    assert.deepEqual(t.view().nodes, ['http://h:1']);
   });
 
-  it('a new id with a known url replaces the old member and warns', () => {
+  it('another id at a known url is refused; authenticated and with the old member down, it replaces it', () => {
     const { log, warnings } = recordingLog();
     const t = new MemberTable({ downAfterMs: 1000, log });
     t.register({ url: 'http://h:1', id: 'old' }, T0);
-    const r = t.register({ url: 'http://h:1', id: 'new' }, T0 + 1);
+    assert.throws(() => t.register({ url: 'http://h:1', id: 'new' }, T0 + 1), { code: 'MEMBER_BOUND' });
+    assert.throws(() => t.register({ url: 'http://h:1', id: 'new', authenticated: true }, T0 + 1), { code: 'MEMBER_BOUND' }, 'the old member is up');
+    t.sweep(T0 + 2000);
+    assert.throws(() => t.register({ url: 'http://h:1', id: 'new' }, T0 + 2001), { code: 'MEMBER_BOUND' }, 'not authenticated');
+    const r = t.register({ url: 'http://h:1', id: 'new', authenticated: true }, T0 + 2002);
     assert.equal(r.replacedId, 'old');
     assert.equal(r.membershipChanged, true);
     assert.deepEqual(t.view().members.map((m) => m.id), ['new']);
-    assert.equal(warnings.length, 1);
+    assert.equal(warnings.filter((w) => /replacing/.test(w.msg ?? '')).length, 1);
+    assert.throws(() => t.register({ url: 'http://h:2', id: 'old' }, T0 + 2003), /removed/);
   });
 
-  it('the same id with a new url updates the url', () => {
+  it('a known id at another url is refused; authenticated and with the member down, the url moves', () => {
     const t = new MemberTable({ downAfterMs: 1000 });
     t.register({ url: 'http://h:1', id: 'a' }, T0);
-    const r = t.register({ url: 'http://h:9', id: 'a' }, T0 + 1);
+    assert.throws(() => t.register({ url: 'http://h:9', id: 'a' }, T0 + 1), { code: 'MEMBER_BOUND' });
+    assert.throws(() => t.register({ url: 'http://h:9', id: 'a', authenticated: true }, T0 + 1), { code: 'MEMBER_BOUND' });
+    assert.equal(t.admit({ url: 'http://h:1', id: 'a' }, T0 + 1), 'heartbeat');
+    t.sweep(T0 + 2000);
+    assert.throws(() => t.admit({ url: 'http://h:9', id: 'a' }, T0 + 2001), { code: 'MEMBER_BOUND' });
+    assert.equal(t.admit({ url: 'http://h:9', id: 'a', authenticated: true }, T0 + 2001), 'new-url');
+    const r = t.register({ url: 'http://h:9', id: 'a', authenticated: true }, T0 + 2001);
     assert.equal(r.membershipChanged, true);
-    assert.equal(t.index, 2);
     assert.deepEqual(t.view().nodes, ['http://h:9']);
     assert.equal(t.size, 1);
+    assert.equal(t.isKnownAt('a', 'http://h:9'), true);
+    assert.equal(t.isKnownAt('a', 'http://h:1'), false);
+    assert.equal(t.find({ url: 'http://h:1' }), undefined);
   });
 
   it('views are sorted by id, not arrival', () => {

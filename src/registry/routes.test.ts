@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, it, mock } from 'node:test';
 import { request } from 'undici';
@@ -15,9 +17,18 @@ function makeApp(opts: { persist?: () => Promise<void> } = {}) {
   const persist = opts.persist ?? (async () => void persisted++);
   // As in server.ts: the table asks for a write on every membership change.
   const table = new MemberTable({ downAfterMs: 1000, onMembershipChange: () => void persist().catch(() => {}) });
-  registerRegistryRoutes(app, { table, config: { maxWaitSeconds: 5 }, persist });
+  // No url is dialled here: the health check is the stub (joins.test.ts and health-probe use real servers).
+  registerRegistryRoutes(app, { table, config: { maxWaitSeconds: 5 }, persist, probe: async () => {} });
   after(() => app.close());
   return { app, table, persisted: () => persisted };
+}
+
+/** A loopback server answering 200 to everything; closed when the file's tests end. */
+async function healthyServer(status = 200): Promise<string> {
+  const server = createServer((_req, res) => res.writeHead(status).end('{}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 const post = (url: string, payload: unknown) => ({ method: 'POST' as const, url, payload: payload as object });
@@ -221,10 +232,12 @@ describe('startRegistry', () => {
     const reg = await startRegistry({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent' });
     after(() => reg.close());
     assert.equal(reg.url, `http://127.0.0.1:${reg.port}`);
+    // The registry checks a new url's /health before it joins: a tiny member on loopback answers it.
+    const member = await healthyServer();
     const res = await request(`${reg.url}/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ node_url: 'http://h:1', id: 'a' }),
+      body: JSON.stringify({ node_url: member, id: 'a' }),
     });
     const { index } = (await res.body.json()) as { index: number };
 

@@ -1,11 +1,13 @@
 import type { ClusterSecurity } from '../cluster/security.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InternalError, InvalidRequest, RouteNotFound } from '../cluster/errors.js';
+import { InternalError, InvalidRequest, RateLimited, RouteNotFound, Unavailable, toErrorBody } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import type { MemberView, TransferProgress } from '../cluster/types.js';
 import type { RegistryConfig } from './config.js';
+import { ProbeBusy, healthProbe, type HealthProbe } from './health-probe.js';
 import { MEMBER_ID_PATTERN } from './member-id.js';
 import type { MemberTable } from './members.js';
+import { RateLimiter } from './rate-limit.js';
 
 /**
  * The registry's HTTP API.
@@ -13,6 +15,9 @@ import type { MemberTable } from './members.js';
  *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?, "clock_ms"?} → {"success", "id", "node_url", "index"}
  *                                     clock_ms: the member's clock; kept as clockOffsetMs (its clock minus ours)
  *                                     409 CONFLICT for a removed member or one down past the tombstone grace
+ *                                     409 MEMBER_BOUND for an id at another url, or another id at a member's url
+ *                                     422 MEMBER_UNREACHABLE when a new url does not answer GET <url>/health
+ *                                     503 TOO_MANY_MEMBERS beyond MAX_MEMBERS
  *   GET  /nodes[?index=n&wait=s]      → MemberView (with clockMs: this registry's clock as it answers);
  *                                     blocks while index <= n, up to wait seconds
  *   DELETE|POST /deregister           {"node_url"} or {"id"}, "force"? → {"success", "id", "index", "phase"}
@@ -20,6 +25,12 @@ import type { MemberTable } from './members.js';
  *   GET  /health                      → {"status", "members", "up", "index"}
  *
  * Every answer carries X-FlexStore-Index, the table's index after the request.
+ *
+ * Register, heartbeat and deregister calls that are not authenticated
+ * (clusterAuth is neither 'member' nor 'admin') are rate-limited per source
+ * address, except a heartbeat of a known member at its own url: over the
+ * limit, 429 RATE_LIMITED with Retry-After, decided before any table work.
+ * GET /nodes and GET /health are never limited (gateways and operators read them).
  */
 
 export const INDEX_HEADER = 'x-flexstore-index';
@@ -35,11 +46,17 @@ export interface RegistryRouteDeps {
   persist(): Promise<void>;
   /** Cluster secrets (security.ts): members prove one on register and heartbeat. Default: open. */
   security?: ClusterSecurity;
+  /** Unauthenticated calls per second and burst per source address (0 = no limit). Default: no limit. */
+  limits?: { ratePerSec: number; burst: number };
+  /** Health check of a new url; default: GET <url>/health (health-probe.ts). Tests inject one. */
+  probe?: HealthProbe;
 }
 
 export interface RegistryRoutes {
   /** Resolves when every blocked GET /nodes has sent its answer. */
   watchesSettled(): Promise<void>;
+  /** Releases the health probe's connections. */
+  close(): Promise<void>;
 }
 
 export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRouteDeps): RegistryRoutes {
@@ -55,6 +72,31 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     }
   });
 
+  const defaultProbe = deps.probe ? undefined : healthProbe(deps.security);
+  const probe: HealthProbe = deps.probe ?? defaultProbe!;
+  const limiter = new RateLimiter(deps.limits ?? { ratePerSec: 0, burst: 0 });
+
+  /** preHandler of every state-changing route: the body is parsed, nothing else has run. */
+  const limit = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!limiter.enabled || authenticated(req) || isKnownHeartbeat(req)) return;
+    const waitMs = limiter.take(req.ip, Date.now());
+    if (waitMs === 0) return;
+    // Answered here rather than thrown: under a flood this is the hot path, and the error handler's work is wasted on it.
+    const err = new RateLimited(`too many unauthenticated registry calls from ${req.ip}; retry later`, { retryAfterMs: waitMs });
+    return reply
+      .code(err.status)
+      .header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))))
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(toErrorBody(err));
+  };
+  const isKnownHeartbeat = (req: FastifyRequest): boolean => {
+    if (req.method !== 'POST' || (req.url !== '/register' && req.url !== '/heartbeat')) return false;
+    const b = req.body as Record<string, unknown> | undefined;
+    if (typeof b !== 'object' || b === null || typeof b.node_url !== 'string') return false;
+    if (b.id !== undefined && typeof b.id !== 'string') return false;
+    return table.isKnownAt(b.id as string | undefined, b.node_url.replace(/\/+$/, ''));
+  };
+
   const register = async (req: FastifyRequest, reply: FastifyReply) => {
     const body = bodyObject(req.body);
     const url = nodeUrl(body.node_url, true)!;
@@ -64,21 +106,29 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     const now = Date.now();
     const clockMs = body.clock_ms;
     const clockOffsetMs = typeof clockMs === 'number' && Number.isFinite(clockMs) ? Math.round(clockMs - now) : undefined;
-    const result = table.register(
-      {
-        url,
-        ...(id !== undefined && { id }),
-        ...(transfer && { transfer }),
-        ...(tcpPort !== undefined && { tcpPort }),
-        ...(clockOffsetMs !== undefined && { clockOffsetMs }),
-      },
-      now,
-    );
+    const r = {
+      url,
+      ...(id !== undefined && { id }),
+      ...(transfer && { transfer }),
+      ...(tcpPort !== undefined && { tcpPort }),
+      ...(clockOffsetMs !== undefined && { clockOffsetMs }),
+      authenticated: req.clusterAuth === 'member',
+    };
+    if (table.admit(r, now) === 'new-url') {
+      try {
+        await probe(url);
+      } catch (err) {
+        if (!(err instanceof ProbeBusy)) throw err;
+        reply.header('retry-after', '1');
+        throw new Unavailable('the registry is checking other new members; retry the registration', {}, { cause: err });
+      }
+    }
+    const result = table.register(r, Date.now());
     reply.header(INDEX_HEADER, String(table.index));
     return { success: true, id: result.member.id, node_url: result.member.url, index: table.index };
   };
-  app.post('/register', register);
-  app.post('/heartbeat', register);
+  app.post('/register', { preHandler: limit }, register);
+  app.post('/heartbeat', { preHandler: limit }, register);
 
   const deregister = async (req: FastifyRequest, reply: FastifyReply) => {
     const body = bodyObject(req.body);
@@ -113,8 +163,8 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
       phase: removed.removedNow ? 'removed' : 'leaving',
     };
   };
-  app.delete('/deregister', deregister);
-  app.post('/deregister', deregister);
+  app.delete('/deregister', { preHandler: limit }, deregister);
+  app.post('/deregister', { preHandler: limit }, deregister);
 
   app.get('/nodes', async (req, reply) => {
     const { index, waitSeconds } = watchQuery(req.query, deps.config.maxWaitSeconds);
@@ -158,7 +208,15 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     async watchesSettled() {
       await Promise.all([...openWatches]);
     },
+    async close() {
+      await defaultProbe?.close();
+    },
   };
+}
+
+/** Proved the cluster secret or the admin credential (set by createHttpServer's auth hook; absent in an open cluster). */
+function authenticated(req: FastifyRequest): boolean {
+  return req.clusterAuth === 'member' || req.clusterAuth === 'admin';
 }
 
 function bodyObject(body: unknown): Record<string, unknown> {

@@ -10,8 +10,8 @@ import { MemberTable } from './members.js';
 import { registerRegistryRoutes } from './routes.js';
 import { MemberStore } from './store.js';
 
-/** Registry bodies are one small JSON object; anything larger is a mistake. */
-const BODY_LIMIT = 64 * 1024;
+/** Registry bodies are one small JSON object (a heartbeat is under 1 KiB); anything larger is a mistake. */
+const BODY_LIMIT = 16 * 1024;
 /** How long close() lets released watches write their answers before cutting connections. */
 const WATCH_DRAIN_MS = 1000;
 /** How often heartbeat times are written to the member file. */
@@ -40,6 +40,9 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     vnodes: cfg.vnodes,
     tombstoneGraceMs: cfg.tombstoneGraceMs,
     downRemoveAfterMs: cfg.downRemoveAfterMs,
+    joinTimeoutMs: cfg.joinTimeoutMs,
+    maxJoining: cfg.maxJoining,
+    maxMembers: cfg.maxMembers,
     onMembershipChange: () => {
       persist().catch((err: unknown) => app.log.error({ err }, 'could not write the member file'));
     },
@@ -54,7 +57,13 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
 
   persist = (): Promise<void> =>
     store.save({ index: table.index, epoch: table.epoch, members: table.records(), removed: table.removedIds() });
-  const routes = registerRegistryRoutes(app, { table, config: cfg, persist, security });
+  const routes = registerRegistryRoutes(app, {
+    table,
+    config: cfg,
+    persist,
+    security,
+    limits: { ratePerSec: cfg.registrationRate, burst: cfg.registrationBurst },
+  });
 
   const sweeper = setInterval(() => table.sweep(Date.now()), cfg.sweepIntervalMs);
   sweeper.unref();
@@ -72,6 +81,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     clearInterval(saver);
     table.close();
     await app.close();
+    await routes.close();
     throw err;
   }
   const port = (app.server.address() as AddressInfo).port;
@@ -87,6 +97,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
       table.close();
       await Promise.race([routes.watchesSettled(), delay(WATCH_DRAIN_MS, undefined, { ref: false })]);
       await app.close();
+      await routes.close();
       try {
         await store.flush();
       } catch (err) {

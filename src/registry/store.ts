@@ -170,8 +170,8 @@ function parsePersisted(file: string, data: unknown): PersistedMembers {
     if (typeof url !== 'string' || url.length === 0) throw new CorruptMemberFile(file, `${where}.url is not a non-empty string`);
     if (!isTimestamp(registeredAt)) throw new CorruptMemberFile(file, `${where}.registeredAt is not a timestamp`);
     if (!isTimestamp(lastHeartbeat)) throw new CorruptMemberFile(file, `${where}.lastHeartbeat is not a timestamp`);
-    if (phase !== undefined && phase !== 'joining' && phase !== 'active' && phase !== 'leaving') {
-      throw new CorruptMemberFile(file, `${where}.phase is not joining, active or leaving`);
+    if (phase !== undefined && phase !== 'pending' && phase !== 'joining' && phase !== 'active' && phase !== 'leaving') {
+      throw new CorruptMemberFile(file, `${where}.phase is not pending, joining, active or leaving`);
     }
     return { id, url, registeredAt, lastHeartbeat, ...(phase !== undefined && { phase }) };
   });
