@@ -9,7 +9,8 @@ import { registerRegistryRoutes } from './routes.js';
 test('a heartbeat with clock_ms is kept as the clock offset; /nodes carries the registry clock; the index does not move', async () => {
   const app = createHttpServer({ logLevel: 'silent', bodyLimit: 64 * 1024, component: 'registry-test' });
   const table = new MemberTable({ downAfterMs: 1000 });
-  registerRegistryRoutes(app, { table, config: { maxWaitSeconds: 5 }, persist: async () => {} });
+  // No url is dialled: the health check of a new member is a stub.
+  registerRegistryRoutes(app, { table, config: { maxWaitSeconds: 5 }, persist: async () => {}, probe: async () => {} });
   after(() => app.close());
 
   const beat = (body: object) => app.inject({ method: 'POST', url: '/heartbeat', payload: { node_url: 'http://127.0.0.1:8001', id: 'kv-1', ...body } });
