@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { certificateProblem } from '../cluster/tls.js';
 import type { Consistency } from '../cluster/types.js';
 
 export type { Consistency } from '../cluster/types.js';
@@ -27,6 +28,14 @@ export interface FlexStoreClientOptions {
   consistency?: Consistency;
   /** Most connections kept open to the gateway. Default 32. */
   connections?: number;
+  /**
+   * PEM CA bundle an https:// gateway's certificate is verified against
+   * (e.g. the ca.crt of `flexstore certs`). Default: Node's public roots.
+   */
+  ca?: string | Buffer;
+  /** PEM client certificate and key, for a gateway that requires one (TLS_CLIENT_AUTH=require). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
 }
 
 export interface ReadOptions {
@@ -148,7 +157,12 @@ export class FlexStoreClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) throw new RangeError('timeoutMs must be positive');
     this.consistency = options.consistency;
-    this.pool = new Pool(url.origin, { connections: options.connections ?? 32, keepAliveTimeout: 10_000 });
+    const tls = { ca: options.ca, cert: options.cert, key: options.key };
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 32,
+      keepAliveTimeout: 10_000,
+      connect: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
+    });
   }
 
   /** Stores value under key; resolves once the write met its consistency level. */
@@ -316,6 +330,14 @@ export class FlexStoreClient {
         );
       }
       const { code, message } = describeNetworkError(err);
+      if (certificateProblem(err) !== undefined) {
+        throw new FlexStoreConnectionError(
+          `the TLS certificate of gateway ${this.gateway} is not trusted (${message}); ` +
+            'give the CA that signed it (the ca option; CLI: --ca or FLEXSTORE_CA)',
+          code,
+          { cause: err },
+        );
+      }
       throw new FlexStoreConnectionError(`cannot reach gateway ${this.gateway}: ${message}`, code, { cause: err });
     }
   }
