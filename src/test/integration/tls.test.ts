@@ -1,9 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { FlexStoreClient, FlexStoreConnectionError } from '../../client/index.js';
 import { encodeGet } from '../../cluster/tcp-codec.js';
 import { FlexProcess, TestCluster, freePort, http, kvUrl, runCli, tlsProbe, waitFor } from '../support/index.js';
@@ -259,5 +262,33 @@ describe('a member whose certificate another CA signed', () => {
       assert.ok(!String(get.headers['x-flexstore-replicas']).split(',').includes('rogue'));
     }
     assert.ok(onRogue > 0, 'no key was placed on the rogue member, so the test proved nothing');
+  });
+});
+
+describe('docker-compose.tls.yml', () => {
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+  test('merged over docker-compose.yml, every service serves TLS with the certificates of flexstore certs', async (t) => {
+    let config: string;
+    try {
+      ({ stdout: config } = await promisify(execFile)('docker-compose', ['-f', 'docker-compose.yml', '-f', 'docker-compose.tls.yml', 'config'], { cwd: repo }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return t.skip('docker-compose is not installed (.ci/run installs it)');
+      throw err;
+    }
+    const services = new Map<string, string>();
+    const body = config.slice(config.search(/^services:$/m));
+    for (const m of body.matchAll(/^ {2}(\w+):\n((?: {4}.*\n|\n)*)/gm)) services.set(m[1]!, m[2]!);
+    assert.deepEqual([...services.keys()].sort(), ['gateway', 'kv1', 'kv2', 'kv3', 'registry']);
+    for (const [name, text] of services) {
+      assert.match(text, /TLS_CERT: \/certs\/server\.crt/, name);
+      assert.match(text, /TLS_KEY: \/certs\/server\.key/, name);
+      assert.match(text, /TLS_CA: \/certs\/ca\.crt/, name);
+      assert.match(text, /data\/certs:\/certs:ro/, name);
+      assert.doesNotMatch(text, /http:\/\//, `${name} still names a plain http:// URL`);
+      // YAML may quote the line, doubling its quotes.
+      assert.match(text, /fetch\('{1,2}https:\/\/localhost:\d+\//, `${name}'s healthcheck uses https`);
+    }
+    for (const kv of ['kv1', 'kv2', 'kv3']) assert.match(services.get(kv)!, new RegExp(`ADVERTISE_URL: https://${kv}:8001`));
   });
 });
