@@ -3,6 +3,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { runCli } from '../test/support/process.js';
 import { tempDirs } from '../test/support/temp-dir.js';
 import { createCerts, parseHosts } from './certs-command.js';
 import { UsageError } from './options.js';
@@ -62,4 +63,18 @@ test('hosts are DNS names or IP addresses, nothing else', () => {
   for (const bad of ['a b', 'x;y', 'a,DNS:evil', 'under_score', 'x\nsubjectAltName=foo']) {
     assert.throws(() => parseHosts(bad), UsageError, bad);
   }
+});
+
+test('flexstore certs: --out is required (exit 2); with it the command prints how to use the files', async () => {
+  const missing = await runCli(['certs', '--hosts', 'kv1']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--out DIR is required/);
+  const bad = await runCli(['certs', '--out', tempDir(), '--hosts', 'a b']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--hosts: "a b" is neither/);
+  const out = tempDir();
+  const ok = await runCli(['certs', '--out', out, '--hosts', 'kv1']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /valid for: kv1, localhost, 127\.0\.0\.1, ::1/);
+  assert.match(ok.stdout, /TLS_CERT=.*server\.crt TLS_KEY=.*server\.key TLS_CA=.*ca\.crt/);
 });

@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { createCerts } from '../../cli/certs-command.js';
 import { http, isUpAndActive, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 import { FlexProcess, freePort, waitFor } from './process.js';
 
@@ -78,6 +79,9 @@ export class TestCluster {
       tls: null,
       ...options,
     };
+    // FLEXSTORE_TEST_TLS=1 runs every cluster that does not say otherwise over TLS, so a whole suite
+    // (api, faults) can be run over TLS as it is.
+    if (options.tls === undefined && process.env.FLEXSTORE_TEST_TLS === '1') opts.tls = { dir: await sharedCerts() };
     if (opts.tls) setProbeTls(tlsProbe(opts.tls.dir));
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
     const c = new TestCluster(dir, opts);
@@ -109,6 +113,11 @@ export class TestCluster {
 
   kvUrl(i: number): string {
     return `${this.scheme}://127.0.0.1:${this.kvs[i]!.port}`;
+  }
+
+  /** FlexStoreClient options that trust this cluster (its CA and pair); none without TLS. */
+  get clientTls(): ProbeTls {
+    return this.opts.tls ? tlsProbe(this.opts.tls.dir) : {};
   }
 
   /** --tls-cert, --tls-key, --tls-ca (and --tls-client-auth) for every process; none without TLS. */
@@ -265,6 +274,19 @@ export function testClusters(): (options?: ClusterOptions) => Promise<TestCluste
     clusters.push(c);
     return c;
   };
+}
+
+let shared: Promise<string> | undefined;
+
+/** One certificate dir per test process for FLEXSTORE_TEST_TLS, removed at exit. */
+function sharedCerts(): Promise<string> {
+  shared ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-certs-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    await createCerts({ out: dir, hosts: [] });
+    return dir;
+  })();
+  return shared;
 }
 
 /** What a probe of a TLS cluster made by `flexstore certs` in dir trusts and presents. */
