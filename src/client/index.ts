@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { certificateProblem } from '../cluster/tls.js';
+import { certificateProblem, clientCertificateRefused } from '../cluster/tls.js';
 import type { Consistency } from '../cluster/types.js';
 
 export type { Consistency } from '../cluster/types.js';
@@ -145,6 +145,7 @@ export class FlexStoreClient {
   readonly consistency: Consistency | undefined;
   private readonly basePath: string;
   private readonly pool: Pool;
+  private readonly presentsCert: boolean;
   private closed = false;
 
   constructor(options: FlexStoreClientOptions = {}) {
@@ -158,6 +159,7 @@ export class FlexStoreClient {
     if (!(this.timeoutMs > 0)) throw new RangeError('timeoutMs must be positive');
     this.consistency = options.consistency;
     const tls = { ca: options.ca, cert: options.cert, key: options.key };
+    this.presentsCert = options.cert !== undefined;
     this.pool = new Pool(url.origin, {
       connections: options.connections ?? 32,
       keepAliveTimeout: 10_000,
@@ -334,6 +336,17 @@ export class FlexStoreClient {
         throw new FlexStoreConnectionError(
           `the TLS certificate of gateway ${this.gateway} is not trusted (${message}); ` +
             'give the CA that signed it (the ca option; CLI: --ca or FLEXSTORE_CA)',
+          code,
+          { cause: err },
+        );
+      }
+      // Under TLS 1.3 a server that refuses the client's certificate does so after the client's side of
+      // the handshake, and undici often reports only the closed socket: hint at the likely cause.
+      const closedOverTls = code === 'UND_ERR_SOCKET' && this.gateway.startsWith('https:') && !this.presentsCert;
+      if (clientCertificateRefused(err) !== undefined || closedOverTls) {
+        throw new FlexStoreConnectionError(
+          `gateway ${this.gateway} closed the TLS connection (${message}); if it requires client certificates, give one signed by its CA ` +
+            '(the cert and key options; CLI: --cert and --key)',
           code,
           { cause: err },
         );

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { MAX_ERROR_TEXT, ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
 import { isVersion } from './hlc.js';
 import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
-import { certificateProblem, tcpConnect } from './tls.js';
+import { certificateProblem, clientCertificateRefused, tcpConnect } from './tls.js';
 import {
   decodeError,
   decodeListReply,
@@ -276,7 +276,12 @@ class Connection {
     });
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       const cert = certificateProblem(err);
-      why = cert ? `TLS certificate of the replica not trusted: ${cert}` : `${err.code ? `${err.code} ` : ''}${err.message}`;
+      const refused = clientCertificateRefused(err);
+      why = cert
+        ? `TLS certificate of the replica not trusted: ${cert}`
+        : refused
+          ? `the replica refused this process's TLS certificate: ${refused}`
+          : `${err.code ? `${err.code} ` : ''}${err.message}`;
     });
     this.closed = new Promise((resolve) => {
       this.socket.once('close', () => {

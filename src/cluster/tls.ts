@@ -106,16 +106,33 @@ export function tcpListen(sec: ClusterSecurity | undefined, onConnection: (socke
 }
 
 /**
- * A readable reason for a certificate failure of a TLS client, or undefined
- * when err is not one. Node reports these with OpenSSL's codes.
+ * A readable reason why a TLS client did not trust the server's
+ * certificate, or undefined when err is not that. Node reports these with
+ * OpenSSL's codes.
  */
 export function certificateProblem(err: unknown): string | undefined {
+  return findCode(err, CERT_CODES);
+}
+
+/** A readable reason why the server refused this client's certificate (or its lack of one), or undefined. */
+export function clientCertificateRefused(err: unknown): string | undefined {
+  return findCode(err, REFUSED_CODES);
+}
+
+function findCode(err: unknown, codes: ReadonlySet<string>): string | undefined {
   const e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined;
   const code = typeof e?.code === 'string' ? e.code : undefined;
-  if (code && CERT_CODES.has(code)) return `${code}: ${String(e?.message ?? code)}`;
-  if (e?.cause !== undefined && e.cause !== err) return certificateProblem(e.cause);
+  if (code && codes.has(code)) return `${code}: ${String(e?.message ?? code)}`;
+  if (e?.cause !== undefined && e.cause !== err) return findCode(e.cause, codes);
   return undefined;
 }
+
+/** TLS alerts a server sends when it refuses the client's certificate. */
+const REFUSED_CODES = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+]);
 
 const CERT_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -129,7 +146,4 @@ const CERT_CODES = new Set([
   'CERT_UNTRUSTED',
   'CERT_REJECTED',
   'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
-  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
-  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
 ]);

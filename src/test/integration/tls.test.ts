@@ -155,6 +155,9 @@ describe('mutual TLS', () => {
     const withPair = await http('GET', `${c.kvUrl(0)}/internal/kv/m%2F1`);
     assert.equal(withPair.status, 200, withPair.text);
 
+    const noPair = await runCli(['get', 'm/1', '--gateway', c.gatewayUrl, '--ca', path.join(certs, 'ca.crt')]);
+    assert.equal(noPair.code, 1);
+    assert.match(noPair.stderr, /if it requires client certificates.*--cert and --key/);
     const cli = await runCli([
       'get', 'm/1', '--gateway', c.gatewayUrl, '--ca', path.join(certs, 'ca.crt'),
       '--cert', path.join(certs, 'server.crt'), '--key', path.join(certs, 'server.key'),
