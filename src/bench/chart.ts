@@ -1,4 +1,4 @@
-import { SYSTEMS, WORKLOADS } from './options.js';
+import { REPORT_SYSTEMS, WORKLOADS } from './options.js';
 import { SYSTEM_LABEL, WORKLOAD_LABEL, type Summary } from './comparison-report.js';
 
 /** Fixed colours per system so charts from different runs read the same way. */
@@ -6,12 +6,13 @@ const COLOURS: Record<string, string> = {
   [SYSTEM_LABEL.node]: '#9e9e9e',
   [SYSTEM_LABEL.proxy]: '#5b8def',
   [SYSTEM_LABEL.flexstore]: '#e8743b',
+  [SYSTEM_LABEL['flexstore-tls']]: '#b3501f',
   [SYSTEM_LABEL.etcd]: '#19a979',
 };
 
 /** The Vega-Lite spec of the req/s chart: one group of bars per workload, one bar per system. */
 export function throughputSpec(summaries: readonly Summary[], subtitle: string[]): Record<string, unknown> {
-  const systems = SYSTEMS.filter((s) => summaries.some((x) => x.system === s)).map((s) => SYSTEM_LABEL[s]);
+  const systems = REPORT_SYSTEMS.filter((s) => summaries.some((x) => x.system === s)).map((s) => SYSTEM_LABEL[s]);
   const workloads = WORKLOADS.filter((w) => summaries.some((x) => x.workload === w)).map((w) => WORKLOAD_LABEL[w]);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',

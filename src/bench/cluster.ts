@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Consistency } from '../cluster/types.js';
 import type { SyncMode } from '../kv/storage.js';
-import { isUpAndActive, waitHealthy } from '../test/support/probe.js';
+import { isUpAndActive, setProbeTls, waitHealthy } from '../test/support/probe.js';
 import { FlexProcess, freePort } from '../test/support/process.js';
 import { BENCH_WAIT, fetchJson, waitUntil } from './child.js';
 
@@ -13,6 +14,8 @@ export interface BenchClusterOptions {
   consistency: Consistency;
   /** The KV servers' --sync. */
   sync: SyncMode;
+  /** TLS on every link with the ca.crt/server.crt/server.key of `flexstore certs` in this dir. */
+  tlsDir?: string;
 }
 
 /**
@@ -43,6 +46,11 @@ export class BenchCluster {
   static async start(opts: BenchClusterOptions): Promise<BenchCluster> {
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-bench-'));
     const c = new BenchCluster(dir, opts);
+    if (opts.tlsDir) {
+      // The set-up probes (health, cluster view) trust the CA; the load generator does not verify (autocannon), which costs nothing it would measure.
+      const read = (f: string) => readFileSync(path.join(opts.tlsDir!, f));
+      setProbeTls({ ca: read('ca.crt'), cert: read('server.crt'), key: read('server.key') });
+    }
     try {
       c.registryPort = await freePort();
       c.registry = new FlexProcess('registry', [
@@ -52,6 +60,7 @@ export class BenchCluster {
         '--data-dir', path.join(dir, 'registry'),
         '--replication-factor', String(opts.replicationFactor),
         '--log-level', 'warn',
+        ...c.tlsArgs,
       ]);
       await waitHealthy(c.registry, `${c.registryUrl}/health`, BENCH_WAIT);
       for (let i = 0; i < opts.kvCount; i++) await c.addKv();
@@ -81,23 +90,33 @@ export class BenchCluster {
       '--replication-factor', String(this.opts.replicationFactor),
       '--sync', this.opts.sync,
       '--log-level', logLevel,
+      ...this.tlsArgs,
     ], { LOG_LEVEL: logLevel }, ['--expose-gc']); // --expose-gc: the scale run reads the live heap (/health-check?gc=1)
     const kv = { port, dataDir, proc };
     this.kvs.push(kv);
-    await waitHealthy(proc, `http://127.0.0.1:${port}/health-check`, BENCH_WAIT);
+    await waitHealthy(proc, `${this.scheme}://127.0.0.1:${port}/health-check`, BENCH_WAIT);
     return kv;
   }
 
+  get scheme(): 'http' | 'https' {
+    return this.opts.tlsDir ? 'https' : 'http';
+  }
+
+  get tlsArgs(): string[] {
+    const d = this.opts.tlsDir;
+    return d ? ['--tls-cert', path.join(d, 'server.crt'), '--tls-key', path.join(d, 'server.key'), '--tls-ca', path.join(d, 'ca.crt')] : [];
+  }
+
   get registryUrl(): string {
-    return `http://127.0.0.1:${this.registryPort}`;
+    return `${this.scheme}://127.0.0.1:${this.registryPort}`;
   }
 
   get gatewayUrl(): string {
-    return `http://127.0.0.1:${this.gatewayPort}`;
+    return `${this.scheme}://127.0.0.1:${this.gatewayPort}`;
   }
 
   kvUrl(i: number): string {
-    return `http://127.0.0.1:${this.kvs[i]!.port}`;
+    return `${this.scheme}://127.0.0.1:${this.kvs[i]!.port}`;
   }
 
   /**
@@ -117,6 +136,7 @@ export class BenchCluster {
         '--replication-factor', String(this.opts.replicationFactor),
         '--consistency', this.opts.consistency,
         '--log-level', 'warn',
+        ...this.tlsArgs,
       ],
       {},
       nodeFlags,

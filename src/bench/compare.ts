@@ -1,4 +1,7 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createCerts } from '../cli/certs-command.js';
 import { startBareProxy, startBareServer } from './baselines.js';
 import { BenchCluster } from './cluster.js';
 import { EtcdCluster, findEtcd } from './etcd.js';
@@ -23,7 +26,7 @@ export const KV_SERVERS = 3;
 /** Concurrent writers while preloading. More than the run's connections: loading is about finishing soon. */
 export const LOAD_CONNECTIONS = 64;
 /** Rough load rates on a 2-core machine, only for the up-front time estimate. */
-const EST_KEYS_PER_SEC: Partial<Record<SystemName, number>> = { flexstore: 1200, etcd: 1500 };
+const EST_KEYS_PER_SEC: Partial<Record<SystemName, number>> = { flexstore: 1200, 'flexstore-tls': 1000, etcd: 1500 };
 
 interface Target {
   system: SystemName;
@@ -100,6 +103,21 @@ export async function runComparison(opts: BenchOptions, cleanups: Cleanup[]): Pr
     const c = cluster;
     cleanups.push(() => c.stop());
     targets.push({ system: 'flexstore', url: cluster.gatewayUrl, protocol: kvProtocol(value), stateful: true, deleted: [] });
+  }
+  if (systems.includes('flexstore-tls')) {
+    const certs = await mkdtemp(path.join(tmpdir(), 'flexstore-bench-certs-'));
+    cleanups.push(() => rm(certs, { recursive: true, force: true }));
+    await createCerts({ out: certs, hosts: [] });
+    log(`FlexStore, TLS: starting the same cluster with TLS on every link (certificates in ${certs})`);
+    const tlsCluster = await BenchCluster.start({
+      kvCount: KV_SERVERS,
+      replicationFactor: opts.replicationFactor,
+      consistency: opts.consistency,
+      sync: opts.kvSync,
+      tlsDir: certs,
+    });
+    cleanups.push(() => tlsCluster.stop());
+    targets.push({ system: 'flexstore-tls', url: tlsCluster.gatewayUrl, protocol: kvProtocol(value), stateful: true, deleted: [] });
   }
   if (systems.includes('etcd') && etcdBinary) {
     log('etcd: starting 3 members');

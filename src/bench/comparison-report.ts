@@ -1,5 +1,5 @@
 import type { Measurement } from './load.js';
-import { SYSTEMS, WORKLOADS, type SystemName, type Workload } from './options.js';
+import { REPORT_SYSTEMS, WORKLOADS, type SystemName, type Workload } from './options.js';
 import { STREAM_TARGET_KEYS_PER_SEC, type StreamResult } from './stream.js';
 import { fmtInt, fmtMs, markdownTable, r2, textTable } from './tables.js';
 
@@ -15,6 +15,7 @@ export const SYSTEM_LABEL: Record<SystemName, string> = {
   proxy: 'bare proxy',
   flexstore: 'FlexStore',
   etcd: 'etcd (3 members)',
+  'flexstore-tls': 'FlexStore, TLS',
 };
 
 export const WORKLOAD_LABEL: Record<Workload, string> = {
@@ -120,7 +121,7 @@ export function median(xs: readonly number[]): number {
 export function summarize(runs: readonly RunRecord[]): Summary[] {
   const out: Summary[] = [];
   for (const workload of WORKLOADS) {
-    for (const system of SYSTEMS) {
+    for (const system of REPORT_SYSTEMS) {
       const rs = runs.filter((r) => r.system === system && r.workload === workload).map((r) => r.m);
       if (rs.length === 0) continue;
       out.push({
@@ -284,11 +285,34 @@ function streamLine(st: StreamResult | undefined): string | undefined {
   );
 }
 
+const TLS_HEADERS = ['Workload', 'plain req/s', 'TLS req/s', 'TLS ÷ plain', 'plain p99 ms', 'TLS p99 ms'];
+
+/** FlexStore with TLS on every link against the same cluster without, per workload (with --tls). */
+export function tlsCostRows(summaries: readonly Summary[]): string[][] {
+  const rows: string[][] = [];
+  for (const workload of WORKLOADS) {
+    const plain = find(summaries, 'flexstore', workload);
+    const tls = find(summaries, 'flexstore-tls', workload);
+    if (!plain || !tls) continue;
+    rows.push([
+      WORKLOAD_LABEL[workload],
+      fmtInt(plain.rps),
+      fmtInt(tls.rps),
+      plain.rps > 0 ? `${(tls.rps / plain.rps).toFixed(2)}×` : '–',
+      fmtMs(plain.p99),
+      fmtMs(tls.p99),
+    ]);
+  }
+  return rows;
+}
+
 /** The report as printed on the terminal. */
 export function terminalReport(r: BenchReport): string {
+  const tlsRows = tlsCostRows(r.summaries);
   const parts = [
     textTable(RESULT_HEADERS, resultRows(r.summaries), 2),
     exhaustedNote(r.summaries),
+    tlsRows.length ? '\nTLS cost (same run, medians of the rounds):\n' + textTable(TLS_HEADERS, tlsRows) : undefined,
     r.ratios.length ? '\n' + textTable(RATIO_HEADERS, ratioRows(r.summaries, r.ratios)) : undefined,
     r.verdicts.length ? '\n' + textTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN) : undefined,
     r.stream ? '\n' + streamLine(r.stream) : undefined,
@@ -326,6 +350,8 @@ export function markdownReport(r: BenchReport, opts: { chart?: string; headingLe
   if (r.ratios.length) {
     out.push(`${h}# FlexStore relative to the baselines (req/s)`, '', markdownTable(RATIO_HEADERS, ratioRows(r.summaries, r.ratios)), '');
   }
+  const tlsRows = tlsCostRows(r.summaries);
+  if (tlsRows.length) out.push(`${h}# TLS cost (same run)`, '', markdownTable(TLS_HEADERS, tlsRows), '');
   if (r.verdicts.length) {
     out.push(`${h}# Targets`, '', markdownTable(VERDICT_HEADERS, verdictRows(r.verdicts), VERDICT_ALIGN), '');
   }

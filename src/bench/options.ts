@@ -6,7 +6,7 @@ import { SYNC_MODES } from '../kv/config.js';
 /** A workload: what each request of a run does. */
 export type Workload = 'get' | 'put' | 'mix' | 'delete';
 /** A system under test: FlexStore and the baselines it is measured against. */
-export type SystemName = 'node' | 'proxy' | 'flexstore' | 'etcd';
+export type SystemName = 'node' | 'proxy' | 'flexstore' | 'etcd' | 'flexstore-tls';
 
 export const WORKLOADS: readonly Workload[] = ['get', 'put', 'mix', 'delete'];
 /**
@@ -14,6 +14,10 @@ export const WORKLOADS: readonly Workload[] = ['get', 'put', 'mix', 'delete'];
  * that the pair the targets compare sees the same machine state.
  */
 export const SYSTEMS: readonly SystemName[] = ['node', 'proxy', 'flexstore', 'etcd'];
+/** FlexStore with TLS on every link: measured by --tls, right after the plain cluster. */
+export const TLS_SYSTEM: SystemName = 'flexstore-tls';
+/** Every system in report order. */
+export const REPORT_SYSTEMS: readonly SystemName[] = ['node', 'proxy', 'flexstore', TLS_SYSTEM, 'etcd'];
 
 /** `flexstore bench` options: flags only, no environment variables. */
 const benchOptions = defineOptions('bench', {
@@ -63,6 +67,11 @@ const benchOptions = defineOptions('bench', {
     defaultText: 'all',
     valueName: '<list>',
     doc: `Comma list of ${SYSTEMS.join(',')} (etcd runs only when the etcd binary is on PATH)`,
+  }),
+  tls: opt.boolean({
+    flag: 'tls',
+    default: false,
+    doc: 'Also measure a second FlexStore cluster with TLS on every link (certificates made in a temp dir) and print the cost',
   }),
   quick: opt.boolean({ flag: 'quick', default: false, doc: 'Short runs and a small key space: a smoke check' }),
   scale: opt.boolean({ flag: 'scale', default: false, doc: 'Measure throughput and KV memory as the data grows, instead of the comparison' }),
@@ -121,6 +130,12 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     }
   }
   o.scaleKeys = [...new Set(o.scaleKeys)].sort((a, b) => a - b);
+  if (o.tls) {
+    // The TLS cluster runs right after the plain one in every round, so the pair sees the same machine state.
+    const at = o.systems.indexOf('flexstore');
+    if (at === -1) throw new UsageError('--tls compares FlexStore with and without TLS: --systems must include flexstore');
+    o.systems = [...o.systems.slice(0, at + 1), TLS_SYSTEM, ...o.systems.slice(at + 1)];
+  }
   if (o.connections > o.keys && o.workloads.includes('delete')) {
     throw new UsageError('--keys must be at least --connections: every DELETE connection needs its own live keys');
   }

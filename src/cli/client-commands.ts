@@ -1,6 +1,7 @@
 import { FlexStoreClient, FlexStoreConnectionError, FlexStoreRequestError } from '../client/index.js';
 import { clientSettingsFrom, type CommandName } from './commands.js';
 import { formatRows, type ParsedCommand } from './options.js';
+import { readClientTls } from './client-tls.js';
 
 /**
  * put, get, del, ls and status: thin wrappers over FlexStoreClient. Each
@@ -120,6 +121,7 @@ export async function runClientCommand(name: CommandName, parsed: ParsedCommand)
   const client = new FlexStoreClient({
     gateway: settings.gateway,
     timeoutMs: settings.timeoutMs,
+    ...readClientTls(parsed.values),
     ...(settings.consistency ? { consistency: settings.consistency } : {}),
   });
   try {

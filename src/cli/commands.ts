@@ -12,7 +12,7 @@ import { UsageError, cliOptions, configFrom, type CommandSpec, type OptionValues
  * commands that start no server, from the rows below.
  */
 
-export type CommandName = 'registry' | 'kv' | 'gateway' | 'dev' | 'put' | 'get' | 'del' | 'ls' | 'status' | 'node';
+export type CommandName = 'registry' | 'kv' | 'gateway' | 'dev' | 'put' | 'get' | 'del' | 'ls' | 'status' | 'node' | 'certs';
 
 const devOptions = defineOptions('dev', {
   registryPort: opt.port({ flag: 'registry-port', default: registryOptions.defaults.port, valueName: '<port>', doc: 'Registry port' }),
@@ -29,6 +29,24 @@ const devOptions = defineOptions('dev', {
 });
 
 export type DevConfig = ConfigOf<typeof devOptions.rows>;
+
+/** How the CLI trusts an https:// gateway or registry, and the pair it presents when that one requires client certificates. */
+const clientTlsRows = {
+  ca: opt.string({ flag: 'ca', env: 'FLEXSTORE_CA', valueName: '<file>', doc: 'PEM CA bundle an https:// server is verified against (e.g. ca.crt of flexstore certs)' }),
+  cert: opt.string({ flag: 'cert', env: 'FLEXSTORE_CERT', valueName: '<file>', doc: 'PEM client certificate, for a server with --tls-client-auth require' }),
+  key: opt.string({ flag: 'key', env: 'FLEXSTORE_KEY', valueName: '<file>', doc: 'PEM private key of --cert' }),
+};
+
+const certsOptions = defineOptions('certs', {
+  out: opt.string({ flag: 'out', valueName: '<dir>', doc: 'Directory of ca.crt, ca.key, server.crt, server.key (created if absent)' }),
+  hosts: opt.string({
+    flag: 'hosts',
+    valueName: '<hosts>',
+    doc: 'Comma-separated DNS names and IP addresses the certificate is valid for (localhost, 127.0.0.1 and ::1 always are)',
+  }),
+  days: opt.int({ flag: 'days', default: 825, valueName: '<n>', doc: 'Validity of server.crt in days' }),
+  force: opt.boolean({ flag: 'force', doc: 'Make a new CA even if <dir>/ca.key exists (by default it issues the new pair)' }),
+});
 
 const clientOptions = defineOptions('client', {
   gateway: opt.url({ flag: 'gateway', env: 'FLEXSTORE_GATEWAY', default: DEFAULT_GATEWAY, valueName: '<url>', doc: 'Gateway base URL' }),
@@ -47,6 +65,7 @@ const clientOptions = defineOptions('client', {
     doc: 'Give up on a request after this long',
   }),
   json: opt.boolean({ flag: 'json', default: false, doc: 'Print machine-readable JSON' }),
+  ...clientTlsRows,
 });
 
 export type ClientSettings = ConfigOf<typeof clientOptions.rows>;
@@ -130,7 +149,17 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
     summary: 'Manage members: `node remove ID|URL` decommissions a KV server (its ranges move to their new owners first).',
     args: 'remove ID|URL',
     positionals: [2, 2],
-    options: cliOptions({ registryUrl, force: commandOptions.force, json: clientOptions.rows.json }),
+    options: cliOptions({ registryUrl, force: commandOptions.force, json: clientOptions.rows.json, ...clientTlsRows }),
+  },
+  certs: {
+    name: 'certs',
+    summary: 'Create a CA and a certificate pair for a TLS cluster (needs the openssl command).',
+    positionals: [0, 0],
+    options: cliOptions(certsOptions.rows),
+    notes: [
+      'Writes ca.crt, ca.key, server.crt and server.key (keys mode 0600); the one pair serves every component, as server and as client.',
+      'An existing ca.key issues the new pair, so rerunning with more hosts keeps the CA every member trusts.',
+    ],
   },
 };
 

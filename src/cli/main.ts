@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { SecurityConfigError } from '../cluster/security.js';
 import type { RunningServer } from '../cluster/types.js';
 import { isClientCommand, runClientCommand } from './client-commands.js';
 import {
@@ -17,7 +18,7 @@ import { UsageError, formatCommandHelp, formatRows, parseCommand } from './optio
  * code that reads argv and the environment; servers get typed configs.
  *
  * Exit codes: 0 success, 1 runtime failure (gateway error, start-up failure),
- * 2 usage error.
+ * 2 usage error (and bad secrets or certificates at start-up).
  */
 
 /** Longest a server may take to close after a signal before it is abandoned. */
@@ -127,6 +128,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       const code = await runDev(config, env);
       process.exit(code);
     }
+    case 'certs': {
+      const { runCertsCommand } = await import('./certs-command.js');
+      process.exitCode = await runCertsCommand(parsed);
+      return;
+    }
     case 'node': {
       const { runNodeCommand } = await import('./node-command.js');
       process.exitCode = await runNodeCommand(parsed);
@@ -181,7 +187,8 @@ async function runServer(name: string, start: () => Promise<RunningServer & { id
     server = await start();
   } catch (err) {
     process.stderr.write(`flexstore ${name}: cannot start: ${oneLine(err)}\n`);
-    process.exit(1);
+    // Bad secrets or certificates are a configuration error, like a bad flag.
+    process.exit(err instanceof SecurityConfigError ? 2 : 1);
   }
   const id = server.id ? ` (id ${server.id})` : '';
   process.stdout.write(`flexstore ${name} listening on ${server.url}${id}\n`);

@@ -1,6 +1,7 @@
 import { RegistryError } from '../cluster/errors.js';
 import { RegistryClient } from '../cluster/registry-client.js';
 import { UsageError, type ParsedCommand } from './options.js';
+import { clientSecurity } from './client-tls.js';
 
 /**
  * `flexstore node remove ID|URL`: decommissions a member through the
@@ -15,7 +16,7 @@ export async function runNodeCommand(parsed: ParsedCommand): Promise<number> {
   const json = parsed.values.json === true;
   const force = parsed.values.force === true;
   const q = /^https?:\/\//.test(target) ? { node_url: target.replace(/\/+$/, '') } : { id: target };
-  const client = new RegistryClient(registryUrl);
+  const client = new RegistryClient(registryUrl, { security: clientSecurity(parsed.values) });
   try {
     const res = await client.deregister({ ...q, ...(force && { force: true }) });
     if (json) process.stdout.write(`${JSON.stringify(res)}\n`);

@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { certificateProblem, clientCertificateRefused } from '../cluster/tls.js';
 import type { Consistency } from '../cluster/types.js';
 
 export type { Consistency } from '../cluster/types.js';
@@ -27,6 +28,14 @@ export interface FlexStoreClientOptions {
   consistency?: Consistency;
   /** Most connections kept open to the gateway. Default 32. */
   connections?: number;
+  /**
+   * PEM CA bundle an https:// gateway's certificate is verified against
+   * (e.g. the ca.crt of `flexstore certs`). Default: Node's public roots.
+   */
+  ca?: string | Buffer;
+  /** PEM client certificate and key, for a gateway that requires one (TLS_CLIENT_AUTH=require). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
 }
 
 export interface ReadOptions {
@@ -136,6 +145,7 @@ export class FlexStoreClient {
   readonly consistency: Consistency | undefined;
   private readonly basePath: string;
   private readonly pool: Pool;
+  private readonly presentsCert: boolean;
   private closed = false;
 
   constructor(options: FlexStoreClientOptions = {}) {
@@ -148,7 +158,13 @@ export class FlexStoreClient {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(this.timeoutMs > 0)) throw new RangeError('timeoutMs must be positive');
     this.consistency = options.consistency;
-    this.pool = new Pool(url.origin, { connections: options.connections ?? 32, keepAliveTimeout: 10_000 });
+    const tls = { ca: options.ca, cert: options.cert, key: options.key };
+    this.presentsCert = options.cert !== undefined;
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 32,
+      keepAliveTimeout: 10_000,
+      connect: Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
+    });
   }
 
   /** Stores value under key; resolves once the write met its consistency level. */
@@ -316,6 +332,25 @@ export class FlexStoreClient {
         );
       }
       const { code, message } = describeNetworkError(err);
+      if (certificateProblem(err) !== undefined) {
+        throw new FlexStoreConnectionError(
+          `the TLS certificate of gateway ${this.gateway} is not trusted (${message}); ` +
+            'give the CA that signed it (the ca option; CLI: --ca or FLEXSTORE_CA)',
+          code,
+          { cause: err },
+        );
+      }
+      // Under TLS 1.3 a server that refuses the client's certificate does so after the client's side of
+      // the handshake, and undici often reports only the closed socket: hint at the likely cause.
+      const closedOverTls = code === 'UND_ERR_SOCKET' && this.gateway.startsWith('https:') && !this.presentsCert;
+      if (clientCertificateRefused(err) !== undefined || closedOverTls) {
+        throw new FlexStoreConnectionError(
+          `gateway ${this.gateway} closed the TLS connection (${message}); if it requires client certificates, give one signed by its CA ` +
+            '(the cert and key options; CLI: --cert and --key)',
+          code,
+          { cause: err },
+        );
+      }
       throw new FlexStoreConnectionError(`cannot reach gateway ${this.gateway}: ${message}`, code, { cause: err });
     }
   }

@@ -8,6 +8,7 @@ import {
   type FlexStoreError,
 } from './errors.js';
 import type { ClusterSecurity } from './security.js';
+import { serverTlsOptions } from './tls.js';
 
 /**
  * The fastify setup every FlexStore server shares: pino JSON logs, the one
@@ -31,7 +32,11 @@ export interface HttpServerOptions {
 }
 
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
+  // HTTPS when the process has TLS material; the instance is typed as the
+  // plain one because handlers never touch the raw server.
+  const https = serverTlsOptions(opts.security);
   const app = Fastify({
+    ...((https ? { https } : {}) as object),
     logger: { level: opts.logLevel, base: { component: opts.component, pid: process.pid } },
     bodyLimit: opts.bodyLimit,
     // Keys may be long and contain any byte; routes parse the raw URL themselves.

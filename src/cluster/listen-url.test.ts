@@ -16,3 +16,8 @@ test('an IPv6 literal gets brackets, once', () => {
   assert.equal(listenUrl('[::1]', 5000), 'http://[::1]:5000');
   assert.equal(listenUrl('fe80::1', 1), 'http://[fe80::1]:1');
 });
+
+test('a server serving TLS is reached by https', () => {
+  assert.equal(listenUrl('0.0.0.0', 5000, 'https'), 'https://127.0.0.1:5000');
+  assert.equal(listenUrl('::1', 5000, 'https'), 'https://[::1]:5000');
+});

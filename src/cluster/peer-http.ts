@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
 import type { ClusterSecurity } from './security.js';
+import { undiciConnectOptions } from './tls.js';
 import { MAX_ERROR_TEXT, ReplicaUnreachable, peerError, type ErrorDetails, type FlexStoreError } from './errors.js';
 
 /**
@@ -121,7 +122,7 @@ export class PeerHttp {
         keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 30_000,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        connect: { timeout: this.opts.connectTimeoutMs ?? timeoutMs },
+        connect: { timeout: this.opts.connectTimeoutMs ?? timeoutMs, ...undiciConnectOptions(this.opts.security) },
       });
       this.pools.set(url.origin, pool);
     }

@@ -5,6 +5,7 @@ import { RegistryError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { Member, MemberView } from './types.js';
 import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
+import { certificateProblem, undiciConnectOptions } from './tls.js';
 
 /**
  * How KV servers and gateways talk to the registry.
@@ -30,7 +31,7 @@ export class RegistryClient {
     this.security = opts.security ?? OPEN_CLUSTER;
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.agent = new Agent({ connect: { timeout: this.timeoutMs }, keepAliveTimeout: 10_000 });
+    this.agent = new Agent({ connect: { timeout: this.timeoutMs, ...undiciConnectOptions(this.security) }, keepAliveTimeout: 10_000 });
   }
 
   /** Registers or heartbeats; resolves with the registry's index after the call. */
@@ -89,7 +90,12 @@ export class RegistryClient {
       status = res.statusCode;
       text = await res.body.text();
     } catch (err) {
-      const why = timeout.aborted ? `timed out after ${limitMs} ms` : (err as Error).message;
+      const cert = certificateProblem(err);
+      const why = timeout.aborted
+        ? `timed out after ${limitMs} ms`
+        : cert
+          ? `its TLS certificate is not trusted (${cert}); check --tls-ca / --ca`
+          : (err as Error).message;
       throw new RegistryError(`registry ${this.baseUrl} unreachable: ${method} ${path}: ${why}`, undefined, undefined, {
         cause: err,
       });

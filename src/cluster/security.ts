@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 /**
@@ -106,12 +107,44 @@ function loadTls(cfg: SecurityConfig): TlsMaterial | undefined {
     return undefined;
   }
   if (given !== 3) throw new SecurityConfigError('TLS needs all three of --tls-cert, --tls-key and --tls-ca');
-  return {
+  const material = {
     cert: Buffer.from(readText(cfg.tlsCert!, '--tls-cert')),
     key: Buffer.from(readText(cfg.tlsKey!, '--tls-key')),
     ca: Buffer.from(readText(cfg.tlsCa!, '--tls-ca')),
     clientAuth: cfg.tlsClientAuth ?? 'none',
   };
+  checkTlsMaterial(material, { cert: cfg.tlsCert!, key: cfg.tlsKey!, ca: cfg.tlsCa! });
+  return material;
+}
+
+/**
+ * Fails start-up, not the first handshake, on material that cannot work: a
+ * file that is not PEM, a key that is not the certificate's, an expired
+ * certificate. Whether the certificate chains to the CA is left to the peers:
+ * a member may legitimately trust a CA bundle that did not sign its own pair.
+ */
+export function checkTlsMaterial(m: Pick<TlsMaterial, 'cert' | 'key' | 'ca'>, files: { cert: string; key: string; ca: string }): void {
+  const cert = parse(() => new X509Certificate(m.cert), `--tls-cert ${files.cert}: not a PEM certificate`);
+  const key: KeyObject = parse(() => createPrivateKey(m.key), `--tls-key ${files.key}: not a PEM private key`);
+  if (!cert.checkPrivateKey(key)) {
+    throw new SecurityConfigError(`--tls-key ${files.key} does not match the certificate in --tls-cert ${files.cert}`);
+  }
+  const notAfter = new Date(cert.validTo);
+  if (notAfter.getTime() < Date.now()) {
+    throw new SecurityConfigError(`--tls-cert ${files.cert}: certificate expired on ${notAfter.toISOString()}`);
+  }
+  // A bundle: every PEM block must be a certificate.
+  const blocks = m.ca.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new SecurityConfigError(`--tls-ca ${files.ca}: no PEM certificate in it`);
+  for (const b of blocks) parse(() => new X509Certificate(b), `--tls-ca ${files.ca}: a certificate in it does not parse`);
+}
+
+function parse<T>(make: () => T, message: string): T {
+  try {
+    return make();
+  } catch (err) {
+    throw new SecurityConfigError(message, { cause: err });
+  }
 }
 
 function readText(file: string, option: string): string {

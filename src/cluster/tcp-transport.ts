@@ -1,7 +1,8 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { MAX_ERROR_TEXT, ProtocolError, ReplicaUnreachable, peerError } from './errors.js';
 import { isVersion } from './hlc.js';
 import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
+import { certificateProblem, clientCertificateRefused, tcpConnect } from './tls.js';
 import {
   decodeError,
   decodeListReply,
@@ -170,7 +171,7 @@ export class TcpReplicaTransport implements ReplicaTransport {
       } catch (err) {
         throw new ReplicaUnreachable(nodeUrl, 'not a valid node URL', { cause: err });
       }
-      node = new Node(nodeUrl, host, port, this.connections, this.timeoutMs, this.wheel);
+      node = new Node(nodeUrl, host, port, this.connections, this.timeoutMs, this.wheel, this.security);
       this.nodes.set(nodeUrl, node);
     } else if (node.port !== port) {
       // The node restarted on another port: its old connections lead nowhere useful.
@@ -195,6 +196,7 @@ class Node {
     size: number,
     readonly connectTimeoutMs: number,
     private readonly wheel: DeadlineWheel,
+    readonly security: ClusterSecurity,
   ) {
     this.conns = new Array<Connection | null>(size).fill(null);
   }
@@ -248,7 +250,9 @@ class Connection {
     private readonly node: Node,
     private readonly wheel: DeadlineWheel,
   ) {
-    this.socket = connect({ host: node.host, port: node.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
+    // TLS when the process has TLS material: established only once the handshake verified the replica.
+    const { socket, readyEvent } = tcpConnect(node.host, node.port, node.security);
+    this.socket = socket;
     this.writer = new FrameWriter(this.socket);
     this.decoder = new FrameDecoder((id, op, body) => this.onFrame(id, op, body));
     // Without this a black-holed address would hold the connection (and fail
@@ -257,7 +261,7 @@ class Connection {
       why = `connect timed out after ${node.connectTimeoutMs} ms`;
       this.socket.destroy();
     });
-    this.socket.once('connect', () => {
+    this.socket.once(readyEvent, () => {
       this.socket.setTimeout(0);
       this.established = true;
       node.connected();
@@ -271,7 +275,13 @@ class Connection {
       }
     });
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
-      why = `${err.code ? `${err.code} ` : ''}${err.message}`;
+      const cert = certificateProblem(err);
+      const refused = clientCertificateRefused(err);
+      why = cert
+        ? `TLS certificate of the replica not trusted: ${cert}`
+        : refused
+          ? `the replica refused this process's TLS certificate: ${refused}`
+          : `${err.code ? `${err.code} ` : ''}${err.message}`;
     });
     this.closed = new Promise((resolve) => {
       this.socket.once('close', () => {

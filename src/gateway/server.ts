@@ -7,6 +7,7 @@ import type { MemberView, RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
 import { clockReport } from './clock-skew.js';
+import { httpScheme } from '../cluster/tls.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
@@ -83,7 +84,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  const url = listenUrl(config.host, port);
+  const url = listenUrl(config.host, port, httpScheme(security));
   app.log.info({ url, gatewayId, registryUrl: config.registryUrl, n: config.replicationFactor }, 'gateway listening');
 
   let closing: Promise<void> | undefined;

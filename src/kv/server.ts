@@ -9,6 +9,7 @@ import { offsetClock } from '../cluster/hlc.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import type { Logger } from '../cluster/logger.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { httpScheme } from '../cluster/tls.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
@@ -110,7 +111,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     throw err;
   }
   const boundPort = (app.server.address() as AddressInfo).port;
-  const url = cfg.advertiseUrl ?? listenUrl(cfg.host, boundPort);
+  const url = cfg.advertiseUrl ?? listenUrl(cfg.host, boundPort, httpScheme(security));
   // The binary replica protocol, on its own port of the same host; gateways
   // learn the port from the registry (tcp_port in every heartbeat).
   let tcp: RunningTcpReplicaServer;

@@ -1,9 +1,10 @@
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { InvalidRequest, Unavailable } from '../cluster/errors.js';
 import { MAX_LIST_LIMIT, checkLimit, checkVersion } from '../cluster/http-wire.js';
 import type { Logger } from '../cluster/logger.js';
 import type { ClusterSecurity } from '../cluster/security.js';
+import { tcpListen } from '../cluster/tls.js';
 import {
   decodeHints,
   decodeKey,
@@ -63,7 +64,8 @@ const CLOSE_GRACE_MS = 2000;
 export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Promise<RunningTcpReplicaServer> {
   const connections = new Set<ReplicaConnection>();
   let closing = false;
-  const server = createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 }, (socket) => {
+  // With TLS a connection reaches this point only after its handshake (and, with mutual TLS, its client certificate) passed.
+  const server = tcpListen(opts.security, (socket) => {
     if (closing) {
       socket.destroy();
       return;

@@ -5,6 +5,7 @@ import { createHttpServer } from '../cluster/http-server.js';
 import type { RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { httpScheme } from '../cluster/tls.js';
 import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
 import { MemberTable } from './members.js';
 import { registerRegistryRoutes } from './routes.js';
@@ -85,7 +86,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     throw err;
   }
   const port = (app.server.address() as AddressInfo).port;
-  const url = listenUrl(cfg.host, port);
+  const url = listenUrl(cfg.host, port, httpScheme(security));
   app.log.info({ url, dataDir: cfg.dataDir, members: table.size }, 'registry listening');
 
   let closing: Promise<void> | null = null;

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TestCluster, freePort, http, waitFor, type ClusterOptions } from '../support/index.js';
+import { createCerts } from '../../cli/certs-command.js';
+import { TestCluster, freePort, http, tempDirs, waitFor, type ClusterOptions } from '../support/index.js';
 import {
   acksInside,
   ackedFloors,
@@ -403,19 +404,34 @@ describe('fault injection', () => {
     }
   });
 
-  test('kill -9 of a KV server mid-workload, restarted on its data dir', (t) =>
-    runCase(t, {
-      name: 'kill -9 kv1, restart',
-      inject: async ({ cluster, log }) => {
-        await cluster.killKv(1);
-        log('kv1 killed');
-        await cluster.waitForState(1, 'down');
-        await sleep(2000);
-        await cluster.startKv(1);
-        await cluster.waitForUp(3);
-        log('kv1 restarted and up');
-      },
-    }));
+  // Over TLS too (every link: client, replica HTTP and TCP, registry, KV to KV), with certificates of `flexstore certs`.
+  const certsDir = tempDirs('flexstore-faults-certs-');
+  let tlsDir: string | undefined;
+  const tls = async (): Promise<ClusterOptions['tls']> => {
+    if (tlsDir === undefined) {
+      const dir = certsDir();
+      await createCerts({ out: dir, hosts: [] });
+      tlsDir = dir;
+    }
+    return { dir: tlsDir };
+  };
+
+  for (const overTls of [false, true]) {
+    test(`kill -9 of a KV server mid-workload, restarted on its data dir${overTls ? ' (TLS)' : ''}`, async (t) =>
+      runCase(t, {
+        name: `kill -9 kv1, restart${overTls ? ', TLS' : ''}`,
+        cluster: overTls ? { tls: await tls() } : {},
+        inject: async ({ cluster, log }) => {
+          await cluster.killKv(1);
+          log('kv1 killed');
+          await cluster.waitForState(1, 'down');
+          await sleep(2000);
+          await cluster.startKv(1);
+          await cluster.waitForUp(3);
+          log('kv1 restarted and up');
+        },
+      }));
+  }
 
   test('a KV server paused (SIGSTOP) for 4 s, then resumed', (t) =>
     runCase(t, {
@@ -451,20 +467,22 @@ describe('fault injection', () => {
   // kv2 is reached by gateways and peers only through fault proxies (its
   // HTTP port and, with the TCP transport, its replica-protocol port) and
   // reaches the registry only through another: cutting them all isolates it.
-  for (const transport of ['tcp', 'http'] as const) {
-    test(`the network to one KV server cut for 4 s, then healed (${transport} replica transport)`, (t) =>
+  for (const [transport, overTls] of [['tcp', false], ['http', false], ['tcp', true]] as const) {
+    test(`the network to one KV server cut for 4 s, then healed (${transport} replica transport${overTls ? ', TLS' : ''})`, async (t) =>
       runCase(t, {
-        name: `network cut to kv2 4 s, ${transport}`,
-        cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', transport] },
+        name: `network cut to kv2 4 s, ${transport}${overTls ? ', TLS' : ''}`,
+        cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', transport], ...(overTls && { tls: await tls() }) },
         setup: async ({ cluster, proxies, log }) => {
           const [port, tcpPort] = [await freePort(), await freePort()];
           const inbound = await FaultProxy.start(port);
           const inboundTcp = await FaultProxy.start(tcpPort);
           const toRegistry = await FaultProxy.start(cluster.registryPort);
           proxies.push(inbound, inboundTcp, toRegistry);
-          await cluster.addKv({ port, advertiseUrl: inbound.url, registryUrl: toRegistry.url, tcpPort, advertiseTcpPort: inboundTcp.port });
+          // The proxies forward bytes, so TLS passes through them end to end; the URLs only change scheme.
+          const via = (p: FaultProxy) => `${cluster.scheme}://127.0.0.1:${p.port}`;
+          await cluster.addKv({ port, advertiseUrl: via(inbound), registryUrl: via(toRegistry), tcpPort, advertiseTcpPort: inboundTcp.port });
           await cluster.waitForUp(3);
-          log(`kv2 behind ${inbound.url} (replica protocol behind :${inboundTcp.port})`);
+          log(`kv2 behind ${via(inbound)} (replica protocol behind :${inboundTcp.port})`);
         },
         inject: async ({ cluster, proxies, log }) => {
           // The gateway's replica traffic must have crossed the proxy that is

@@ -218,7 +218,7 @@ describe('gateway API contract', () => {
   });
 
   test('client putMany: sends 1000 items per batch, reports each item, refuses a malformed batch whole', async () => {
-    const client = new FlexStoreClient({ gateway: gw });
+    const client = new FlexStoreClient({ gateway: gw, ...c.clientTls });
     try {
       const items = Array.from({ length: 1001 }, (_, i) => ({ key: `many/${i}`, value: i % 2 ? `v${i}` : new Uint8Array([i & 0xff, 7]) }));
       const results = await client.putMany(items);

@@ -2,7 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { http, isUpAndActive, waitHealthy, type HttpResult } from './probe.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { createCerts } from '../../cli/certs-command.js';
+import { http, isUpAndActive, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 import { FlexProcess, freePort, waitFor } from './process.js';
 
 export interface ClusterOptions {
@@ -17,6 +19,12 @@ export interface ClusterOptions {
   registryArgs?: string[];
   /** Extra flags for every KV server (e.g. --anti-entropy-ms 1000). */
   kvArgs?: string[];
+  /**
+   * TLS on every process: the ca.crt/server.crt/server.key of `flexstore
+   * certs` in dir; URLs become https://, and http() probes trust the CA and
+   * present the pair (setProbeTls). clientAuth 'require': mutual TLS.
+   */
+  tls?: { dir: string; clientAuth?: 'require' } | null;
 }
 
 /** How one KV server is started; kept in its slot so a restart reuses it. */
@@ -68,8 +76,13 @@ export class TestCluster {
       extraGatewayArgs: [],
       registryArgs: [],
       kvArgs: [],
+      tls: null,
       ...options,
     };
+    // FLEXSTORE_TEST_TLS=1 runs every cluster that does not say otherwise over TLS, so a whole suite
+    // (api, faults) can be run over TLS as it is.
+    if (options.tls === undefined && process.env.FLEXSTORE_TEST_TLS === '1') opts.tls = { dir: await sharedCerts() };
+    if (opts.tls) setProbeTls(tlsProbe(opts.tls.dir));
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
     const c = new TestCluster(dir, opts);
     try {
@@ -85,16 +98,38 @@ export class TestCluster {
     return c;
   }
 
+  /** http or https, as every process of this cluster serves. */
+  get scheme(): 'http' | 'https' {
+    return this.opts.tls ? 'https' : 'http';
+  }
+
   get registryUrl(): string {
-    return `http://127.0.0.1:${this.registryPort}`;
+    return `${this.scheme}://127.0.0.1:${this.registryPort}`;
   }
 
   get gatewayUrl(): string {
-    return `http://127.0.0.1:${this.gateways[0]!.port}`;
+    return `${this.scheme}://127.0.0.1:${this.gateways[0]!.port}`;
   }
 
   kvUrl(i: number): string {
-    return `http://127.0.0.1:${this.kvs[i]!.port}`;
+    return `${this.scheme}://127.0.0.1:${this.kvs[i]!.port}`;
+  }
+
+  /** FlexStoreClient options that trust this cluster (its CA and pair); none without TLS. */
+  get clientTls(): ProbeTls {
+    return this.opts.tls ? tlsProbe(this.opts.tls.dir) : {};
+  }
+
+  /** --tls-cert, --tls-key, --tls-ca (and --tls-client-auth) for every process; none without TLS. */
+  get tlsArgs(): string[] {
+    const t = this.opts.tls;
+    if (!t) return [];
+    return [
+      '--tls-cert', path.join(t.dir, 'server.crt'),
+      '--tls-key', path.join(t.dir, 'server.key'),
+      '--tls-ca', path.join(t.dir, 'ca.crt'),
+      ...(t.clientAuth ? ['--tls-client-auth', t.clientAuth] : []),
+    ];
   }
 
   /** The URL the registry and gateways know the KV server by (its advertise URL). */
@@ -110,6 +145,7 @@ export class TestCluster {
       '--data-dir', path.join(this.dir, 'registry'),
       '--down-after-ms', String(this.opts.downAfterMs),
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.tlsArgs,
       ...this.opts.registryArgs,
     ]);
     await waitHealthy(this.registry, `${this.registryUrl}/health`);
@@ -133,6 +169,7 @@ export class TestCluster {
       '--data-dir', slot.dataDir,
       '--heartbeat-ms', String(this.opts.heartbeatMs),
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.tlsArgs,
       ...this.opts.kvArgs,
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
@@ -150,18 +187,19 @@ export class TestCluster {
       '--host', '127.0.0.1',
       '--registry-url', this.registryUrl,
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.tlsArgs,
       ...this.opts.extraGatewayArgs,
       ...extraArgs,
     ]);
     this.gateways.push({ port, proc });
-    const url = `http://127.0.0.1:${port}`;
+    const url = `${this.scheme}://127.0.0.1:${port}`;
     await waitHealthy(proc, `${url}/cluster`);
     return url;
   }
 
   /** Waits until the gateway(s) see `count` members up and active (no join or leave in progress). */
   async waitForUp(count: number, gatewayUrl?: string): Promise<void> {
-    const urls = gatewayUrl ? [gatewayUrl] : this.gateways.map((g) => `http://127.0.0.1:${g.port}`);
+    const urls = gatewayUrl ? [gatewayUrl] : this.gateways.map((g) => `${this.scheme}://127.0.0.1:${g.port}`);
     for (const url of urls) {
       await waitFor(`${count} members up and active at ${url}`, async () => {
         const res = await http('GET', `${url}/cluster`);
@@ -235,5 +273,27 @@ export function testClusters(): (options?: ClusterOptions) => Promise<TestCluste
     const c = await TestCluster.start(options);
     clusters.push(c);
     return c;
+  };
+}
+
+let shared: Promise<string> | undefined;
+
+/** One certificate dir per test process for FLEXSTORE_TEST_TLS, removed at exit. */
+function sharedCerts(): Promise<string> {
+  shared ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-certs-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    await createCerts({ out: dir, hosts: [] });
+    return dir;
+  })();
+  return shared;
+}
+
+/** What a probe of a TLS cluster made by `flexstore certs` in dir trusts and presents. */
+export function tlsProbe(dir: string): ProbeTls {
+  return {
+    ca: readFileSync(path.join(dir, 'ca.crt')),
+    cert: readFileSync(path.join(dir, 'server.crt')),
+    key: readFileSync(path.join(dir, 'server.key')),
   };
 }

@@ -1,4 +1,4 @@
-import { request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { waitFor, type ManagedProcess } from './process.js';
 
 /**
@@ -14,14 +14,52 @@ export interface HttpResult {
   json: any;
 }
 
+/** What a probe of an https:// URL trusts and presents: a CA, and a client pair for mutual TLS. */
+export interface ProbeTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+let defaultTls: ProbeTls | undefined;
+const agents = new WeakMap<ProbeTls, Dispatcher>();
+
+/**
+ * The TLS every https:// probe uses unless it passes its own: set by a
+ * TestCluster started with TLS, so the helpers built on http() (fault
+ * workload, checker, waits) reach it unchanged. Plain http:// is unaffected.
+ */
+export function setProbeTls(tls: ProbeTls | undefined): void {
+  defaultTls = tls;
+}
+
+function dispatcherFor(url: string, tls: ProbeTls | false | undefined): Dispatcher | undefined {
+  const t = tls === false ? {} : (tls ?? defaultTls);
+  if (!t || !url.startsWith('https:')) return undefined;
+  let agent = agents.get(t);
+  if (agent === undefined) {
+    agent = new Agent({ connect: { ...t } });
+    agents.set(t, agent);
+  }
+  return agent;
+}
+
 /** One HTTP exchange; never throws for an HTTP status, only for a transport failure. */
 export async function http(
   method: string,
   url: string,
-  opts: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number } = {},
+  opts: {
+    body?: string | Buffer;
+    headers?: Record<string, string>;
+    timeoutMs?: number;
+    /** For https:// URLs; default: setProbeTls's. false: Node's public roots only, no client pair. */
+    tls?: ProbeTls | false;
+  } = {},
 ): Promise<HttpResult> {
+  const dispatcher = dispatcherFor(url, opts.tls);
   const res = await request(url, {
     method: method as any,
+    ...(dispatcher && { dispatcher }),
     body: opts.body,
     headers: opts.headers,
     headersTimeout: opts.timeoutMs ?? 10_000,
