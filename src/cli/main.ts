@@ -11,13 +11,14 @@ import {
   type CommandName,
 } from './commands.js';
 import { UsageError, formatCommandHelp, formatRows, parseCommand } from './options.js';
+import { SecurityConfigError } from '../cluster/security.js';
 
 /**
  * The flexstore command. This file and its helpers in src/cli are the only
  * code that reads argv and the environment; servers get typed configs.
  *
  * Exit codes: 0 success, 1 runtime failure (gateway error, start-up failure),
- * 2 usage error.
+ * 2 usage error (a bad flag, or a bad cluster secret, TLS file or unsafe bind).
  */
 
 /** Longest a server may take to close after a signal before it is abandoned. */
@@ -181,7 +182,8 @@ async function runServer(name: string, start: () => Promise<RunningServer & { id
     server = await start();
   } catch (err) {
     process.stderr.write(`flexstore ${name}: cannot start: ${oneLine(err)}\n`);
-    process.exit(1);
+    // A secret, certificate or bind the operator must fix is a usage error, like a bad flag.
+    process.exit(err instanceof SecurityConfigError ? 2 : 1);
   }
   const id = server.id ? ` (id ${server.id})` : '';
   process.stdout.write(`flexstore ${name} listening on ${server.url}${id}\n`);

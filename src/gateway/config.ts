@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
 import type { Consistency } from '../cluster/types.js';
 
 export const CONSISTENCY_LEVELS = ['one', 'quorum', 'all'] as const satisfies readonly Consistency[];
@@ -55,6 +55,7 @@ export const gatewayOptions = defineOptions('gateway', {
   }),
   logLevel,
   ...securityOptions,
+  insecure,
 });
 
 export type GatewayConfig = ConfigOf<typeof gatewayOptions.rows>;

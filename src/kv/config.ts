@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
 import type { SyncMode } from './storage.js';
 
 export const SYNC_MODES = ['commit', 'interval'] as const satisfies readonly SyncMode[];
@@ -99,6 +99,7 @@ export const kvOptions = defineOptions('kv', {
   }),
   logLevel,
   ...securityOptions,
+  insecure,
 });
 
 export type KvConfig = ConfigOf<typeof kvOptions.rows>;

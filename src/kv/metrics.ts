@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import type { Storage } from './storage.js';
+import { REFUSAL_REASONS } from '../cluster/cluster-auth.js';
 
 /**
  * A KV server's Prometheus metrics, on a registry of its own so that several
@@ -19,6 +20,8 @@ import type { Storage } from './storage.js';
  *   flexstore_hints_pending                   hints held now
  *   flexstore_hint_delivery_rounds_total      rounds of the hint-delivery loop completed
  *   flexstore_tombstones_purged_total         tombstones removed after the grace period
+ *   flexstore_auth_refused_total{reason}      internal requests and replica connections refused
+ *                                             for their credential (cluster-auth.ts REFUSAL_REASONS)
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
  * The two gauges read storage when scraped, so they cost nothing between scrapes.
@@ -31,6 +34,7 @@ export class KvMetrics {
   readonly hintsDelivered: Counter;
   readonly hintRounds: Counter;
   readonly tombstonesPurged: Counter;
+  readonly authRefused: Counter<'reason'>;
 
   constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
@@ -83,7 +87,14 @@ export class KvMetrics {
       help: 'Tombstones removed once older than the cluster tombstone grace',
       registers,
     });
+    this.authRefused = new Counter({
+      name: 'flexstore_auth_refused_total',
+      help: 'Internal requests and replica connections refused for a missing or bad cluster credential, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
     // Start every labelled series at 0 so rate() works from the first scrape.
+    for (const reason of REFUSAL_REASONS) this.authRefused.inc({ reason }, 0);
     for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
     for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);
   }

@@ -5,9 +5,11 @@ import { createHttpServer } from '../cluster/http-server.js';
 import type { RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { checkBind } from '../cluster/bind-guard.js';
 import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
 import { MemberTable } from './members.js';
-import { registerRegistryRoutes } from './routes.js';
+import { registerRegistryRoutes, registryProtection } from './routes.js';
+import { RefusalCounts } from '../cluster/auth-hooks.js';
 import { MemberStore } from './store.js';
 
 /** Registry bodies are one small JSON object; anything larger is a mistake. */
@@ -27,9 +29,19 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   const cfg: RegistryConfig = { ...defaultRegistryConfig, ...config };
   validateRegistryConfig(cfg);
   const security = loadClusterSecurity(cfg);
+  checkBind(cfg, security);
   await mkdir(cfg.dataDir, { recursive: true });
 
-  const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry', security });
+  const refusals = new RefusalCounts();
+  const app = createHttpServer({
+    logLevel: cfg.logLevel,
+    bodyLimit: BODY_LIMIT,
+    component: 'registry',
+    security,
+    protect: registryProtection,
+    ...(cfg.adminToken !== undefined && { adminToken: cfg.adminToken }),
+    onAuthRefused: refusals.inc,
+  });
   const store = new MemberStore(cfg.dataDir);
   const persisted = await store.load();
   let persist = (): Promise<void> => Promise.resolve();
@@ -54,7 +66,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
 
   persist = (): Promise<void> =>
     store.save({ index: table.index, epoch: table.epoch, members: table.records(), removed: table.removedIds() });
-  const routes = registerRegistryRoutes(app, { table, config: cfg, persist, security });
+  const routes = registerRegistryRoutes(app, { table, config: cfg, persist, security, refusals });
 
   const sweeper = setInterval(() => table.sweep(Date.now()), cfg.sweepIntervalMs);
   sweeper.unref();
