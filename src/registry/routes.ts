@@ -66,7 +66,10 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
   const openWatches = new Set<Promise<void>>();
 
   // `curl -d` sends form-urlencoded by default; every body here is JSON, whatever it is labelled.
-  // The raw bytes stay on the request: a cluster signature covers them (auth-hooks.ts).
+  // The raw bytes stay on the request: a cluster signature covers them
+  // (auth-hooks.ts). fastify's own JSON parser would drop them, so this one
+  // parser serves every content type.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
     req.rawBody = body as Buffer;
     try {

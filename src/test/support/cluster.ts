@@ -17,6 +17,12 @@ export interface ClusterOptions {
   registryArgs?: string[];
   /** Extra flags for every KV server (e.g. --anti-entropy-ms 1000). */
   kvArgs?: string[];
+  /**
+   * Cluster secret ("new,old" during a rotation) given to every process with
+   * --cluster-secret; '' (the default) runs an open cluster. Read whenever a
+   * process starts, so a test may change it between restarts.
+   */
+  secret?: string;
 }
 
 /** How one KV server is started; kept in its slot so a restart reuses it. */
@@ -51,7 +57,7 @@ export class TestCluster {
   registryPort = 0;
   registry!: FlexProcess;
   readonly kvs: KvSlot[] = [];
-  readonly gateways: Array<{ port: number; proc: FlexProcess }> = [];
+  readonly gateways: Array<{ port: number; proc: FlexProcess; args: string[] }> = [];
 
   private constructor(
     readonly dir: string,
@@ -68,6 +74,7 @@ export class TestCluster {
       extraGatewayArgs: [],
       registryArgs: [],
       kvArgs: [],
+      secret: '',
       ...options,
     };
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
@@ -110,6 +117,7 @@ export class TestCluster {
       '--data-dir', path.join(this.dir, 'registry'),
       '--down-after-ms', String(this.opts.downAfterMs),
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.secretArgs(),
       ...this.opts.registryArgs,
     ]);
     await waitHealthy(this.registry, `${this.registryUrl}/health`);
@@ -133,6 +141,7 @@ export class TestCluster {
       '--data-dir', slot.dataDir,
       '--heartbeat-ms', String(this.opts.heartbeatMs),
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.secretArgs(),
       ...this.opts.kvArgs,
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
@@ -144,19 +153,30 @@ export class TestCluster {
 
   async addGateway(extraArgs: string[] = []): Promise<string> {
     const port = await freePort();
-    const proc = new FlexProcess(`gateway${this.gateways.length}`, [
+    this.gateways.push({ port, proc: undefined as never, args: extraArgs });
+    return this.startGateway(this.gateways.length - 1);
+  }
+
+  /** Starts gateway i (again) on its port; resolves with its URL once it answers. */
+  async startGateway(i: number): Promise<string> {
+    const g = this.gateways[i]!;
+    g.proc = new FlexProcess(`gateway${i}`, [
       'gateway',
-      '--port', String(port),
+      '--port', String(g.port),
       '--host', '127.0.0.1',
       '--registry-url', this.registryUrl,
       '--replication-factor', String(this.opts.replicationFactor),
+      ...this.secretArgs(),
       ...this.opts.extraGatewayArgs,
-      ...extraArgs,
+      ...g.args,
     ]);
-    this.gateways.push({ port, proc });
-    const url = `http://127.0.0.1:${port}`;
-    await waitHealthy(proc, `${url}/cluster`);
+    const url = `http://127.0.0.1:${g.port}`;
+    await waitHealthy(g.proc, `${url}/cluster`);
     return url;
+  }
+
+  private secretArgs(): string[] {
+    return this.opts.secret === '' ? [] : ['--cluster-secret', this.opts.secret];
   }
 
   /** Waits until the gateway(s) see `count` members up and active (no join or leave in progress). */
