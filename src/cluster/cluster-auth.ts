@@ -123,8 +123,12 @@ export class RequestVerifier {
     let ok = false;
     for (const secret of this.secrets) {
       const mac = computeMac(secret, req, sig.time, sig.sender, sig.counter, hash);
-      // Both 32 bytes (MAC_RE fixes the header's length).
-      if (timingSafeEqual(mac, sig.mac)) ok = true;
+      // Both 32 bytes (MAC_RE fixes the header's length). Stopping at a match
+      // tells a caller only which secret it used, which it knows.
+      if (timingSafeEqual(mac, sig.mac)) {
+        ok = true;
+        break;
+      }
     }
     if (!ok) return 'bad_signature';
     // Only a valid signature may move a sender's window; a forged one must not.
