@@ -1,6 +1,6 @@
 import { DEFAULT_GATEWAY, DEFAULT_TIMEOUT_MS } from '../client/index.js';
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { logLevel, registryUrl, replicationFactor } from '../cluster/shared-options.js';
+import { clusterSecret, clusterSecretFile, logLevel, registryUrl, replicationFactor } from '../cluster/shared-options.js';
 import { CONSISTENCY_LEVELS, gatewayOptions, type GatewayConfig } from '../gateway/config.js';
 import { defaultKvDataDir, kvOptions, type KvConfig } from '../kv/config.js';
 import { registryOptions, type RegistryConfig } from '../registry/config.js';
@@ -80,6 +80,12 @@ const commandOptions = {
   }),
   limit: opt.int({ flag: 'limit', defaultText: 'no limit', valueName: '<n>', doc: 'Print at most this many keys' }),
   force: opt.boolean({ flag: 'force', doc: 'Remove at once without moving its ranges (only for a member whose data is lost)' }),
+  adminToken: opt.string({
+    flag: 'admin-token',
+    env: 'FLEXSTORE_ADMIN_TOKEN',
+    valueName: '<token>',
+    doc: "The registry's admin token (its ADMIN_TOKEN)",
+  }),
 };
 
 const client = cliOptions(clientOptions.rows);
@@ -149,7 +155,16 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
     summary: 'Manage members: `node remove ID|URL` decommissions a KV server (its ranges move to their new owners first).',
     args: 'remove ID|URL',
     positionals: [2, 2],
-    options: cliOptions({ registryUrl, force: commandOptions.force, json: clientOptions.rows.json, ...clientTlsRows }),
+    // Either credential deregisters: the admin token, or the cluster secret (the request is then signed).
+    options: cliOptions({
+      registryUrl,
+      force: commandOptions.force,
+      adminToken: commandOptions.adminToken,
+      clusterSecret,
+      clusterSecretFile,
+      json: clientOptions.rows.json,
+      ...clientTlsRows,
+    }),
   },
   certs: {
     name: 'certs',

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { ensureClusterSecret } from './cluster-secret-file.js';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,8 @@ import type { DevConfig } from './commands.js';
  * `flexstore dev`: a whole cluster on one machine. Every server is a child
  * process running this same CLI, so dev exercises exactly what production
  * runs, and a crash in one server cannot take the others down with it.
+ * It is a closed cluster like any other: the secret is made on first start
+ * in <data dir>/cluster-secret and reused after.
  */
 
 const BIN = fileURLToPath(new URL('../../bin/flexstore.js', import.meta.url));
@@ -40,7 +43,11 @@ interface Child {
 export async function runDev(config: DevConfig, env: NodeJS.ProcessEnv): Promise<number> {
   const local = (port: number) => `http://127.0.0.1:${port}`;
   const registryUrl = local(config.registryPort);
-  const common = ['--log-level', config.logLevel];
+  // A secret given in the environment passes through to the children; else
+  // the cluster keeps its own in the data dir.
+  const given = env.CLUSTER_SECRET !== undefined || env.CLUSTER_SECRET_FILE !== undefined;
+  const secretArgs = given ? [] : ['--cluster-secret-file', ensureClusterSecret(config.dataDir)];
+  const common = ['--log-level', config.logLevel, ...secretArgs];
 
   const registry: ChildSpec = {
     name: 'registry',

@@ -18,7 +18,7 @@ import { UsageError, formatCommandHelp, formatRows, parseCommand } from './optio
  * code that reads argv and the environment; servers get typed configs.
  *
  * Exit codes: 0 success, 1 runtime failure (gateway error, start-up failure),
- * 2 usage error (and bad secrets or certificates at start-up).
+ * 2 usage error (a bad flag, or a bad cluster secret, TLS file or unsafe bind).
  */
 
 /** Longest a server may take to close after a signal before it is abandoned. */
@@ -187,7 +187,7 @@ async function runServer(name: string, start: () => Promise<RunningServer & { id
     server = await start();
   } catch (err) {
     process.stderr.write(`flexstore ${name}: cannot start: ${oneLine(err)}\n`);
-    // Bad secrets or certificates are a configuration error, like a bad flag.
+    // A secret, certificate or bind the operator must fix is a usage error, like a bad flag.
     process.exit(err instanceof SecurityConfigError ? 2 : 1);
   }
   const id = server.id ? ` (id ${server.id})` : '';

@@ -33,7 +33,7 @@ test('a peer error whose code blames the request comes back as its own class', (
 });
 
 test("a peer's own failure, a route it lacks or no code at all make it unreachable, the peer's error as cause", () => {
-  for (const code of ['INTERNAL', 'UNAVAILABLE', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'NO_SUCH_CODE', undefined]) {
+  for (const code of ['INTERNAL', 'UNAVAILABLE', 'NOT_FOUND', 'METHOD_NOT_ALLOWED', 'UNAUTHORIZED', 'NO_SUCH_CODE', undefined]) {
     const err = peerError('http://kv-1', `GET answered ERROR: ${code} boom`, code);
     assert.ok(err instanceof ReplicaUnreachable, String(code));
     assert.equal(err.message, `http://kv-1: GET answered ERROR: ${code} boom`);

@@ -15,6 +15,7 @@
 export type ErrorCode =
   | 'INVALID_KEY'
   | 'INVALID_REQUEST'
+  | 'UNAUTHORIZED'
   | 'KEY_NOT_FOUND'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
@@ -40,6 +41,7 @@ export type ErrorDetails = Record<string, unknown>;
 export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (message: string, details: ErrorDetails) => FlexStoreError }>> = {
   INVALID_KEY: { status: 400, make: (m, d) => new InvalidKey(m, d) },
   INVALID_REQUEST: { status: 400, make: (m, d) => new InvalidRequest(m, d) },
+  UNAUTHORIZED: { status: 401, make: (m, d) => new Unauthorized(m, d) },
   KEY_NOT_FOUND: { status: 404, make: (m, d) => withMessage(new KeyNotFound(String(d.key ?? ''), d), m) },
   NOT_FOUND: { status: 404, make: (m, d) => new RouteNotFound(m, d) },
   METHOD_NOT_ALLOWED: { status: 405, make: (m, d) => new MethodNotAllowed(m, d) },
@@ -82,6 +84,14 @@ export class InvalidKey extends FlexStoreError {
 /** A malformed body, query parameter or header. */
 export class InvalidRequest extends FlexStoreError {
   readonly code = 'INVALID_REQUEST' as const;
+}
+/**
+ * The request lacks the credential its route needs: a valid cluster
+ * signature (cluster-auth.ts) or the admin token. The message names which
+ * check failed and nothing more.
+ */
+export class Unauthorized extends FlexStoreError {
+  readonly code = 'UNAUTHORIZED' as const;
 }
 /** The key has no live value (never written, or deleted). */
 export class KeyNotFound extends FlexStoreError {
@@ -210,8 +220,9 @@ export const MAX_ERROR_TEXT = 500;
  * peer is up and asking it again would get the same answer, so the caller
  * must not count the peer as down. Everything else means this peer cannot
  * serve the call: its own failure (a 5xx code), a route it does not have
- * (NOT_FOUND, METHOD_NOT_ALLOWED: not a compatible KV server), or no code at
- * all. That is a ReplicaUnreachable, with the peer's error as its cause.
+ * (NOT_FOUND, METHOD_NOT_ALLOWED: not a compatible KV server), a refused
+ * cluster signature (UNAUTHORIZED: the two hold different secrets), or no
+ * code at all. That is a ReplicaUnreachable, with the peer's error as its cause.
  * Either way the message is the same: the node URL and the answer.
  */
 export function peerError(
@@ -222,7 +233,11 @@ export function peerError(
 ): FlexStoreError | ReplicaUnreachable {
   const known = code !== undefined && Object.hasOwn(errorTable, code) ? errorTable[code as ErrorCode] : undefined;
   const err = known?.make(`${nodeUrl}: ${answer}`, details);
-  if (err && err.status < 500 && !(err instanceof RouteNotFound) && !(err instanceof MethodNotAllowed)) return err;
+  // UNAUTHORIZED blames this process's secret, not the client's request: the
+  // peer cannot serve it, and a client must not be told it is unauthorized.
+  if (err && err.status < 500 && !(err instanceof RouteNotFound) && !(err instanceof MethodNotAllowed) && !(err instanceof Unauthorized)) {
+    return err;
+  }
   return new ReplicaUnreachable(nodeUrl, answer, err && { cause: err });
 }
 

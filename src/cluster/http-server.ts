@@ -9,6 +9,8 @@ import {
 } from './errors.js';
 import type { ClusterSecurity } from './security.js';
 import { serverTlsOptions } from './tls.js';
+import { installClusterAuth, type AuthLevel } from './auth-hooks.js';
+import type { RefusalReason } from './cluster-auth.js';
 
 /**
  * The fastify setup every FlexStore server shares: pino JSON logs, the one
@@ -29,6 +31,12 @@ export interface HttpServerOptions {
   badUrlError?: (url: string) => FlexStoreError;
   /** Cluster secrets and TLS of this process (security.ts). Default: open, plain HTTP. */
   security?: ClusterSecurity;
+  /** Which credential a request needs (auth-hooks.ts); checked only when a secret or admin token is set. Default: all open. */
+  protect?: (method: string, url: string) => AuthLevel;
+  /** The token `Authorization: Bearer` grants 'admin' with (the registry's). */
+  adminToken?: string;
+  /** Called for every request refused for its credential (a metric counts them). */
+  onAuthRefused?: (reason: RefusalReason) => void;
 }
 
 export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
@@ -66,7 +74,14 @@ export function createHttpServer(opts: HttpServerOptions): FastifyInstance {
     sendError(reply, new RouteNotFound(`no route for ${req.method} ${req.url.split('?')[0]}`));
   });
 
+  installClusterAuth(app, opts);
   return app;
+}
+
+/** A request URL without its query. */
+export function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 export function sendError(reply: FastifyReply, err: unknown): FastifyReply {

@@ -46,6 +46,34 @@ replicaTransportContract('HttpReplicaTransport', async () => {
   };
 });
 
+// The same contract in a closed cluster: every call is signed (cluster-auth.ts)
+// and the KV server checks it; rotation order differs on the two sides.
+replicaTransportContract('HttpReplicaTransport with a cluster secret', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-transport-secret-'));
+  const server = await startKvServer({
+    port: 0,
+    host: '127.0.0.1',
+    dataDir,
+    registryUrl: 'http://127.0.0.1:1',
+    heartbeatIntervalMs: 60_000,
+    logLevel: 'silent',
+    clusterSecret: 'old-secret-0123456789,new-secret-0123456789',
+  });
+  const timeoutMs = 2000;
+  const transport = new HttpReplicaTransport({ timeoutMs, security: { secrets: [Buffer.from('new-secret-0123456789')] } });
+  return {
+    transport,
+    nodeUrl: server.url,
+    deadUrl: await closedPortUrl(),
+    timeoutMs,
+    async cleanup() {
+      await transport.close();
+      await server.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+});
+
 describe('HttpReplicaTransport failure mapping', () => {
   const rec = {
     value: Buffer.from('x'),

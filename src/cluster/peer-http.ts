@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Pool } from 'undici';
 import type { ClusterSecurity } from './security.js';
 import { undiciConnectOptions } from './tls.js';
+import { AUTH_HEADER, signerFor, type RequestSigner } from './cluster-auth.js';
 import { MAX_ERROR_TEXT, ReplicaUnreachable, peerError, type ErrorDetails, type FlexStoreError } from './errors.js';
 
 /**
@@ -59,8 +60,12 @@ export class PeerHttp {
   /** Aborts calls in flight when close() is asked to. */
   private readonly closing = new AbortController();
   private closed = false;
+  /** Signs every call when this process holds a cluster secret (cluster-auth.ts). */
+  private readonly signer: RequestSigner | undefined;
 
-  constructor(private readonly opts: PeerHttpOptions) {}
+  constructor(private readonly opts: PeerHttpOptions) {
+    this.signer = signerFor(opts.security?.secrets ?? []);
+  }
 
   /** Sends req to the node at nodeUrl and reads the whole answer. */
   async request(nodeUrl: string, req: PeerRequest): Promise<PeerResponse> {
@@ -68,10 +73,14 @@ export class PeerHttp {
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
       const { pool, base } = this.pool(nodeUrl);
+      const path = base + req.path;
+      const headers = this.signer
+        ? { ...req.headers, [AUTH_HEADER]: this.signer.sign({ method: req.method, path, headers: req.headers, body: req.body }) }
+        : req.headers;
       const res = await pool.request({
-        path: base + req.path,
+        path,
         method: req.method,
-        headers: req.headers,
+        headers,
         body: req.body,
         signal: AbortSignal.any([deadline, this.closing.signal]),
         headersTimeout: timeoutMs,

@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from './logger.js';
 import type { Member, MemberView } from './types.js';
 import { OPEN_CLUSTER, type ClusterSecurity } from './security.js';
 import { certificateProblem, undiciConnectOptions } from './tls.js';
+import { AUTH_HEADER, signerFor, type RequestSigner } from './cluster-auth.js';
 
 /**
  * How KV servers and gateways talk to the registry.
@@ -26,9 +27,15 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly agent: Agent;
   private readonly security: ClusterSecurity;
+  /** Signs every call when this process holds a cluster secret (cluster-auth.ts). */
+  private readonly signer: RequestSigner | undefined;
+  private readonly adminToken: string | undefined;
 
-  constructor(baseUrl: string, opts: { timeoutMs?: number; security?: ClusterSecurity } = {}) {
+  /** adminToken: sent as `Authorization: Bearer` on every call (the CLI's `node remove`). */
+  constructor(baseUrl: string, opts: { timeoutMs?: number; security?: ClusterSecurity; adminToken?: string } = {}) {
     this.security = opts.security ?? OPEN_CLUSTER;
+    this.signer = signerFor(this.security.secrets);
+    this.adminToken = opts.adminToken;
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.agent = new Agent({ connect: { timeout: this.timeoutMs, ...undiciConnectOptions(this.security) }, keepAliveTimeout: 10_000 });
@@ -76,16 +83,19 @@ export class RegistryClient {
     let status: number;
     let text: string;
     try {
-      const res = await request(`${this.baseUrl}${path}`, {
+      const url = new URL(`${this.baseUrl}${path}`);
+      const body = opts.body && Buffer.from(JSON.stringify(opts.body));
+      const headers: Record<string, string> = body ? { 'content-type': 'application/json' } : {};
+      if (this.adminToken !== undefined) headers.authorization = `Bearer ${this.adminToken}`;
+      if (this.signer) headers[AUTH_HEADER] = this.signer.sign({ method, path: url.pathname + url.search, headers, body });
+      const res = await request(url, {
         method,
         dispatcher: this.agent,
         signal,
         headersTimeout: limitMs,
         bodyTimeout: limitMs,
-        ...(opts.body && {
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(opts.body),
-        }),
+        headers,
+        ...(body && { body }),
       });
       status = res.statusCode;
       text = await res.body.text();

@@ -36,8 +36,19 @@ export function portOption(port: number) {
   return opt.port({ flag: 'port', env: 'PORT', default: port, valueName: '<port>', doc: 'TCP port; 0 picks a free one' });
 }
 
-/** Wildcard by default; see listen-url.ts for the URL a wildcard bind is reached by. */
-export const host = opt.string({ flag: 'host', env: 'HOST', default: '0.0.0.0', valueName: '<host>', doc: 'Interface to bind' });
+/**
+ * Loopback by default: a cluster reachable from other hosts is a choice, and
+ * then needs a cluster secret (bind-guard.ts). See listen-url.ts for the URL
+ * a wildcard bind (0.0.0.0) is reached by.
+ */
+export const host = opt.string({ flag: 'host', env: 'HOST', default: '127.0.0.1', valueName: '<host>', doc: 'Interface to bind; a non-loopback one needs a cluster secret (or --insecure)' });
+
+/** Not read from the environment (a boolean row): an open public bind must be asked for on the command line. */
+export const insecure = opt.boolean({
+  flag: 'insecure',
+  default: false,
+  doc: 'Allow a non-loopback --host without a cluster secret: anyone who reaches the port can join and change data',
+});
 
 export const DEFAULT_REGISTRY_URL = 'http://localhost:8000';
 

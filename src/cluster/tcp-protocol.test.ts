@@ -21,6 +21,7 @@ import {
 import { ProtocolError, ReplicaUnreachable } from './errors.js';
 import { FrameDecoder, MAX_FRAME_BYTES, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
+import { proveMember } from './tcp-handshake.js';
 import type { ReplicaRecord } from './types.js';
 import { record, tempDirs, version } from '../test/support/index.js';
 
@@ -257,6 +258,9 @@ describe('TCP replica server and transport across a crash', () => {
       const bad = connect({ host: '127.0.0.1', port: server.port });
       const closed = new Promise<void>((resolve) => bad.on('close', () => resolve()));
       bad.on('error', () => {});
+      await new Promise((resolve) => bad.once('connect', resolve));
+      await proveMember(bad, [], 2000);
+      bad.resume();
       bad.write(Buffer.from([0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1, Op.GET]));
       await closed;
       assert.equal(warnings.length, 1);

@@ -115,12 +115,25 @@ export class FrameWriter {
   private queue: Buffer[] = [];
   private bytes = 0;
   private scheduled = false;
+  /** While held, frames queue and nothing is written (a connection still in its handshake). */
+  private held = false;
 
   constructor(
     private readonly socket: Socket,
     /** Called when the socket's buffer is full, so a server can stop reading new requests. */
     private readonly onBackpressure?: () => void,
   ) {}
+
+  /** Queues frames without writing them until release(). */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Writes what was queued while held, and everything after at once. */
+  release(): void {
+    this.held = false;
+    this.flush();
+  }
 
   write(frame: Buffer): void {
     this.queue.push(frame);
@@ -133,6 +146,7 @@ export class FrameWriter {
 
   readonly flush = (): void => {
     this.scheduled = false;
+    if (this.held) return;
     const queue = this.queue;
     if (queue.length === 0) return;
     const bytes = this.bytes;

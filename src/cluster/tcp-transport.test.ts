@@ -11,6 +11,7 @@ import { formatVersion } from './hlc.js';
 import { decodeKey, encodeEmpty, encodeRecordReply } from './tcp-codec.js';
 import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
+import { acceptMember } from './tcp-handshake.js';
 import { replicaTransportContract } from './transport.contract.js';
 import { record as rec } from '../test/support/index.js';
 
@@ -40,6 +41,35 @@ replicaTransportContract('TcpReplicaTransport', async () => {
   ]);
   const timeoutMs = 2000;
   const transport = new TcpReplicaTransport({ timeoutMs, resolvePort: (url) => ports.get(url) });
+  return {
+    transport,
+    nodeUrl,
+    deadUrl,
+    timeoutMs,
+    async cleanup() {
+      await transport.close();
+      await server.close();
+      await storage.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+});
+
+// The same contract in a closed cluster: each connection opens with the
+// secret handshake; the server holds two secrets (a rotation), the client one.
+replicaTransportContract('TcpReplicaTransport with a cluster secret', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-transport-secret-'));
+  const storage = Storage.open(dataDir);
+  const secrets = [Buffer.from('old-secret-0123456789'), Buffer.from('new-secret-0123456789')];
+  const server = await startTcpReplicaServer({ storage, host: '127.0.0.1', port: 0, security: { secrets } });
+  const nodeUrl = 'http://127.0.0.1:7001';
+  const deadUrl = 'http://127.0.0.1:7002';
+  const ports = new Map([
+    [nodeUrl, server.port],
+    [deadUrl, await closedPort()],
+  ]);
+  const timeoutMs = 2000;
+  const transport = new TcpReplicaTransport({ timeoutMs, resolvePort: (url) => ports.get(url), security: { secrets: [secrets[1]!] } });
   return {
     transport,
     nodeUrl,
@@ -107,7 +137,11 @@ describe('TcpReplicaTransport failures and concurrency', () => {
         }, 5);
         batch.push({ id, key: decodeKey(body) });
       });
-      s.on('data', (c: Buffer) => decoder.push(c));
+      // A replica of this release opens with the handshake (an open one here).
+      void acceptMember(s, []).then(() => {
+        s.on('data', (c: Buffer) => decoder.push(c));
+        s.resume();
+      }, () => {});
     });
     ports.set(reverseUrl, await listen(reverse));
   });

@@ -14,6 +14,7 @@ import {
   encodePut,
 } from './tcp-codec.js';
 import { FrameDecoder, FrameWriter, Op } from './tcp-protocol.js';
+import { HANDSHAKE_TIMEOUT_MS, proveMember } from './tcp-handshake.js';
 import type { CallOptions, ListPage, ListQuery, PutResult, ReplicaTransport } from './transport.js';
 import type { ReplicaRecord } from './types.js';
 
@@ -30,6 +31,10 @@ import type { ReplicaRecord } from './types.js';
  * Frames produced in one event-loop turn go out in one write. A lost
  * connection fails its calls at once and the next call reconnects; a refused
  * connect backs off (fail-fast meanwhile) so a dead node costs nothing.
+ *
+ * Each connection opens with the handshake of tcp-handshake.ts; calls made
+ * meanwhile wait in its writer, and a failed handshake fails them like a
+ * failed connect (with the handshake's reason).
  *
  * Deadlines are kept in one timer wheel per transport, swept every TICK_MS,
  * instead of a timer per call. As with HTTP, a call that times out may still
@@ -254,6 +259,8 @@ class Connection {
     const { socket, readyEvent } = tcpConnect(node.host, node.port, node.security);
     this.socket = socket;
     this.writer = new FrameWriter(this.socket);
+    // Calls queue until the handshake proved both ends (tcp-handshake.ts).
+    this.writer.hold();
     this.decoder = new FrameDecoder((id, op, body) => this.onFrame(id, op, body));
     // Without this a black-holed address would hold the connection (and fail
     // every call queued on it) until the OS gives up, minutes later.
@@ -263,17 +270,31 @@ class Connection {
     });
     this.socket.once(readyEvent, () => {
       this.socket.setTimeout(0);
-      this.established = true;
-      node.connected();
+      // A replica that accepts but never answers the handshake (a paused
+      // process) is like one that never answers a call: calls meet their
+      // deadlines, and the handshake gives up after its own.
+      proveMember(this.socket, node.security.secrets, HANDSHAKE_TIMEOUT_MS).then(
+        () => {
+          if (this.dead) return;
+          this.established = true;
+          node.connected();
+          this.socket.on('data', (chunk: Buffer) => {
+            try {
+              this.decoder.push(chunk);
+            } catch (err) {
+              void this.destroy(`protocol error: ${(err as Error).message}`);
+            }
+          });
+          this.socket.resume();
+          this.writer.release();
+        },
+        (err: Error) => {
+          why = `handshake failed: ${err.message}`;
+          this.socket.destroy();
+        },
+      );
     });
     let why = 'connection closed by the replica';
-    this.socket.on('data', (chunk: Buffer) => {
-      try {
-        this.decoder.push(chunk);
-      } catch (err) {
-        void this.destroy(`protocol error: ${(err as Error).message}`);
-      }
-    });
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
       const cert = certificateProblem(err);
       const refused = clientCertificateRefused(err);

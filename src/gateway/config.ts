@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
 import type { Consistency } from '../cluster/types.js';
 
 export const CONSISTENCY_LEVELS = ['one', 'quorum', 'all'] as const satisfies readonly Consistency[];
@@ -56,6 +56,7 @@ export const gatewayOptions = defineOptions('gateway', {
   logLevel,
   ...securityOptions,
   ...clockOptions,
+  insecure,
 });
 
 export type GatewayConfig = ConfigOf<typeof gatewayOptions.rows>;

@@ -8,6 +8,7 @@ import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
 import { clockReport } from './clock-skew.js';
 import { httpScheme } from '../cluster/tls.js';
+import { checkBind } from '../cluster/bind-guard.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
 import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
@@ -29,6 +30,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   const config: GatewayConfig = { ...defaultGatewayConfig, ...overrides };
   validateGatewayConfig(config);
   const security = loadClusterSecurity(config);
+  checkBind(config, security);
   const gatewayId = config.gatewayId ?? `gw-${randomBytes(4).toString('hex')}`;
 
   // The body limit is the value limit; a little room for the rest is not

@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
 import type { SyncMode } from './storage.js';
 
 export const SYNC_MODES = ['commit', 'interval'] as const satisfies readonly SyncMode[];
@@ -100,6 +100,7 @@ export const kvOptions = defineOptions('kv', {
   logLevel,
   ...securityOptions,
   ...clockOptions,
+  insecure,
 });
 
 export type KvConfig = ConfigOf<typeof kvOptions.rows>;

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import { WRITE_SOURCES, type Storage } from './storage.js';
+import { REFUSAL_REASONS } from '../cluster/cluster-auth.js';
 
 /**
  * A KV server's Prometheus metrics, on a registry of its own so that several
@@ -25,6 +26,8 @@ import { WRITE_SOURCES, type Storage } from './storage.js';
  *                                             and read repair), sync_apply (peers' pushes and
  *                                             hints), sync_pull, sync_stream (records this
  *                                             server took from peers)
+ *   flexstore_auth_refused_total{reason}      internal requests and replica connections refused
+ *                                             for their credential (cluster-auth.ts REFUSAL_REASONS)
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
  * The two gauges read storage when scraped, so they cost nothing between scrapes.
@@ -38,6 +41,7 @@ export class KvMetrics {
   readonly hintRounds: Counter;
   readonly tombstonesPurged: Counter;
   readonly versionsRefused: Counter<'path'>;
+  readonly authRefused: Counter<'reason'>;
 
   constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
@@ -97,7 +101,14 @@ export class KvMetrics {
       registers,
     });
     for (const path of WRITE_SOURCES) this.versionsRefused.inc({ path }, 0);
+    this.authRefused = new Counter({
+      name: 'flexstore_auth_refused_total',
+      help: 'Internal requests and replica connections refused for a missing or bad cluster credential, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
     // Start every labelled series at 0 so rate() works from the first scrape.
+    for (const reason of REFUSAL_REASONS) this.authRefused.inc({ reason }, 0);
     for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
     for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);
   }

@@ -60,8 +60,9 @@ import {
  *
  * Request bodies may be MessagePack or JSON (by content-type); answers use
  * the request's encoding, except fetch, which always answers MessagePack.
- * Nothing here is authenticated: the internal API must not be reachable from
- * outside the cluster network (a known gap shared with the replica API).
+ * In a closed cluster every route here needs a cluster signature, checked
+ * before any handler runs (src/cluster/auth-hooks.ts); without TLS the
+ * records still cross the network readable.
  */
 
 export interface RepairApiOptions {

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { InvalidKey, InvalidRequest } from '../cluster/errors.js';
-import { createHttpServer } from '../cluster/http-server.js';
+import { createHttpServer, pathOf } from '../cluster/http-server.js';
 import { KV_PATH } from '../cluster/http-wire.js';
 import { Heartbeater, MembershipWatcher } from '../cluster/registry-client.js';
 import type { RunningServer, TransferProgress } from '../cluster/types.js';
@@ -10,6 +10,7 @@ import { listenUrl } from '../cluster/listen-url.js';
 import type { Logger } from '../cluster/logger.js';
 import { loadClusterSecurity } from '../cluster/security.js';
 import { httpScheme } from '../cluster/tls.js';
+import { checkBind } from '../cluster/bind-guard.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
 import { HintDelivery } from './hint-delivery.js';
 import { KvMetrics, registerMetricsRoute } from './metrics.js';
@@ -26,6 +27,8 @@ export interface RunningKvServer extends RunningServer {
   /** Range-transfer progress, as sent to the registry with every heartbeat. */
   progress(): TransferProgress;
 }
+
+const KV_OPEN_PATHS = new Set(['/health', '/health-check', '/metrics']);
 
 /** Upper bound of the settle window of routine anti-entropy passes (half the interval below 10 s). */
 const MAX_SETTLE_WINDOW_MS = 5000;
@@ -47,6 +50,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
   const cfg: KvConfig = { ...defaultKvConfig, ...given, port, dataDir: given.dataDir ?? defaultKvDataDir(port) };
   validateKvConfig(cfg);
   const security = loadClusterSecurity(cfg);
+  checkBind(cfg, security);
 
   // Identity first: a data dir that belongs to another node must fail before
   // anything is opened or bound.
@@ -72,6 +76,11 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     bodyLimit: cfg.maxBodyBytes,
     component: 'kv',
     security,
+    // Every internal route (replica, keys, sync, hints) is for members only;
+    // /health, /health-check and /metrics stay open. Listed by what is open,
+    // so a path the router decodes to an internal route (%69nternal) is not.
+    protect: (_method, url) => (KV_OPEN_PATHS.has(pathOf(url)) ? 'open' : 'member'),
+    onAuthRefused: (reason) => metrics.authRefused.inc({ reason }),
     // The router rejects an undecodable path before any route runs; under
     // /internal/kv/ that path is a key.
     badUrlError: (badUrl) =>
@@ -122,6 +131,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
       port: cfg.tcpPort,
       log: app.log,
       security,
+      onAuthRefused: (reason) => metrics.authRefused.inc({ reason }),
       // Counted here as on the HTTP path (repair-api.ts): gateways send hints over this protocol by default.
       storeHints: (target, keys) => storage.hints.add(target, keys).then((stored) => void metrics.hintsStored.inc(stored)),
     });

@@ -5,6 +5,8 @@ import { MAX_LIST_LIMIT, checkLimit, checkVersion } from '../cluster/http-wire.j
 import type { Logger } from '../cluster/logger.js';
 import type { ClusterSecurity } from '../cluster/security.js';
 import { tcpListen } from '../cluster/tls.js';
+import type { RefusalReason } from '../cluster/cluster-auth.js';
+import { acceptMember, type HandshakeError } from '../cluster/tcp-handshake.js';
 import {
   decodeHints,
   decodeKey,
@@ -32,6 +34,8 @@ import type { Storage } from './storage.js';
  * arrive, writes when their commit resolves, so replies leave out of order
  * and are matched by request id. A failing operation is answered with an
  * ERROR frame; only a broken frame closes its connection, and never the server.
+ * Every connection first passes the handshake of tcp-handshake.ts; one that
+ * fails it is closed before a single frame is read.
  */
 
 export interface TcpReplicaServerOptions {
@@ -46,6 +50,8 @@ export interface TcpReplicaServerOptions {
   log?: Pick<Logger, 'warn'>;
   /** Cluster secrets and TLS of this process (security.ts). Default: open, plain TCP. */
   security?: ClusterSecurity;
+  /** Called for every connection refused by the handshake (a metric counts them). */
+  onAuthRefused?: (reason: RefusalReason) => void;
 }
 
 export interface RunningTcpReplicaServer {
@@ -63,6 +69,7 @@ const CLOSE_GRACE_MS = 2000;
 
 export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Promise<RunningTcpReplicaServer> {
   const connections = new Set<ReplicaConnection>();
+  const handshaking = new Set<Socket>();
   let closing = false;
   // With TLS a connection reaches this point only after its handshake (and, with mutual TLS, its client certificate) passed.
   const server = tcpListen(opts.security, (socket) => {
@@ -70,9 +77,23 @@ export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Prom
       socket.destroy();
       return;
     }
-    const conn = new ReplicaConnection(socket, opts);
-    connections.add(conn);
-    socket.on('close', () => connections.delete(conn));
+    // No frame is read before the peer proved the cluster secret (tcp-handshake.ts).
+    handshaking.add(socket);
+    acceptMember(socket, opts.security?.secrets ?? []).then(
+      () => {
+        handshaking.delete(socket);
+        if (closing || socket.destroyed) return void socket.destroy();
+        const conn = new ReplicaConnection(socket, opts);
+        connections.add(conn);
+        socket.on('close', () => connections.delete(conn));
+        socket.resume();
+      },
+      (err: HandshakeError) => {
+        handshaking.delete(socket);
+        opts.onAuthRefused?.(err.reason);
+        opts.log?.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}`, reason: err.reason, err: err.message }, 'refused a replica connection');
+      },
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -91,6 +112,7 @@ export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Prom
     close() {
       closed ??= (async () => {
         closing = true;
+        for (const socket of handshaking) socket.destroy();
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.all([...connections].map((c) => c.drain()));
         await stopped;

@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, logLevel, portOption, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
 
 /**
  * Configuration of the service registry: one row per option (flag,
@@ -92,6 +92,13 @@ export const registryOptions = defineOptions('registry', {
   }),
   logLevel,
   ...securityOptions,
+  insecure,
+  adminToken: opt.string({
+    flag: 'admin-token',
+    env: 'ADMIN_TOKEN',
+    valueName: '<token>',
+    doc: 'Bearer token that may deregister members (so may any holder of the cluster secret)',
+  }),
 });
 
 export type RegistryConfig = ConfigOf<typeof registryOptions.rows>;

@@ -1,4 +1,6 @@
 import type { ClusterSecurity } from '../cluster/security.js';
+import type { AuthLevel, RefusalCounts } from '../cluster/auth-hooks.js';
+import { pathOf } from '../cluster/http-server.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InternalError, InvalidRequest, RateLimited, RouteNotFound, Unavailable, toErrorBody } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
@@ -22,7 +24,13 @@ import { RateLimiter } from './rate-limit.js';
  *                                     blocks while index <= n, up to wait seconds
  *   DELETE|POST /deregister           {"node_url"} or {"id"}, "force"? → {"success", "id", "index", "phase"}
  *                                     an active member starts leaving; it is removed once its ranges moved
- *   GET  /health                      → {"status", "members", "up", "index"}
+ *   GET  /health                      → {"status", "members", "up", "index", "authRefused": {reason: count}}
+ *
+ * Credentials (registryProtection; checked only when the registry has a
+ * cluster secret or an admin token): register and heartbeat need a cluster
+ * signature, deregister the admin token or a cluster signature; GET /nodes
+ * and GET /health are open. A refusal is 401 UNAUTHORIZED, counted in
+ * /health's authRefused (the registry has no /metrics).
  *
  * Every answer carries X-FlexStore-Index, the table's index after the request.
  *
@@ -50,6 +58,19 @@ export interface RegistryRouteDeps {
   limits?: { ratePerSec: number; burst: number };
   /** Health check of a new url; default: GET <url>/health (health-probe.ts). Tests inject one. */
   probe?: HealthProbe;
+  /** Requests refused for their credential, shown in /health. */
+  refusals?: RefusalCounts;
+}
+
+/**
+ * The credential each registry request needs (auth-hooks.ts). What is open
+ * is listed; everything else, unknown paths included, needs a signature.
+ */
+export function registryProtection(method: string, url: string): AuthLevel {
+  const path = pathOf(url);
+  if ((path === '/nodes' || path === '/health') && (method === 'GET' || method === 'HEAD')) return 'open';
+  if (path === '/deregister') return 'admin';
+  return 'member';
 }
 
 export interface RegistryRoutes {
@@ -64,9 +85,14 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
   const openWatches = new Set<Promise<void>>();
 
   // `curl -d` sends form-urlencoded by default; every body here is JSON, whatever it is labelled.
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+  // The raw bytes stay on the request: a cluster signature covers them
+  // (auth-hooks.ts). fastify's own JSON parser would drop them, so this one
+  // parser serves every content type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    req.rawBody = body as Buffer;
     try {
-      done(null, body === '' ? undefined : JSON.parse(body as string));
+      done(null, (body as Buffer).length === 0 ? undefined : JSON.parse((body as Buffer).toString('utf8')));
     } catch (err) {
       done(new InvalidRequest('request body is not valid JSON', {}, { cause: err }), undefined);
     }
@@ -195,7 +221,13 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
 
   app.get('/health', async (_req, reply) => {
     reply.header(INDEX_HEADER, String(table.index));
-    return { status: 'ok', members: table.size, up: table.upCount, index: table.index };
+    return {
+      status: 'ok',
+      members: table.size,
+      up: table.upCount,
+      index: table.index,
+      ...(deps.refusals && { authRefused: deps.refusals.byReason }),
+    };
   });
 
   rejectOtherMethods(app, '/register', ['POST']);

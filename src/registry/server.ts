@@ -6,9 +6,11 @@ import type { RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
 import { httpScheme } from '../cluster/tls.js';
+import { checkBind } from '../cluster/bind-guard.js';
 import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
 import { MemberTable } from './members.js';
-import { registerRegistryRoutes } from './routes.js';
+import { registerRegistryRoutes, registryProtection } from './routes.js';
+import { RefusalCounts } from '../cluster/auth-hooks.js';
 import { MemberStore } from './store.js';
 
 /** Registry bodies are one small JSON object (a heartbeat is under 1 KiB); anything larger is a mistake. */
@@ -28,9 +30,19 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   const cfg: RegistryConfig = { ...defaultRegistryConfig, ...config };
   validateRegistryConfig(cfg);
   const security = loadClusterSecurity(cfg);
+  checkBind(cfg, security);
   await mkdir(cfg.dataDir, { recursive: true });
 
-  const app = createHttpServer({ logLevel: cfg.logLevel, bodyLimit: BODY_LIMIT, component: 'registry', security });
+  const refusals = new RefusalCounts();
+  const app = createHttpServer({
+    logLevel: cfg.logLevel,
+    bodyLimit: BODY_LIMIT,
+    component: 'registry',
+    security,
+    protect: registryProtection,
+    ...(cfg.adminToken !== undefined && { adminToken: cfg.adminToken }),
+    onAuthRefused: refusals.inc,
+  });
   const store = new MemberStore(cfg.dataDir);
   const persisted = await store.load();
   let persist = (): Promise<void> => Promise.resolve();
@@ -63,6 +75,7 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     config: cfg,
     persist,
     security,
+    refusals,
     limits: { ratePerSec: cfg.registrationRate, burst: cfg.registrationBurst },
   });
 

@@ -25,6 +25,12 @@ export interface ClusterOptions {
    * present the pair (setProbeTls). clientAuth 'require': mutual TLS.
    */
   tls?: { dir: string; clientAuth?: 'require' } | null;
+  /**
+   * Cluster secret ("new,old" during a rotation) given to every process with
+   * --cluster-secret; '' (the default) runs an open cluster. Read whenever a
+   * process starts, so a test may change it between restarts.
+   */
+  secret?: string;
 }
 
 /** How one KV server is started; kept in its slot so a restart reuses it. */
@@ -59,7 +65,7 @@ export class TestCluster {
   registryPort = 0;
   registry!: FlexProcess;
   readonly kvs: KvSlot[] = [];
-  readonly gateways: Array<{ port: number; proc: FlexProcess }> = [];
+  readonly gateways: Array<{ port: number; proc: FlexProcess; args: string[] }> = [];
 
   private constructor(
     readonly dir: string,
@@ -77,6 +83,7 @@ export class TestCluster {
       registryArgs: [],
       kvArgs: [],
       tls: null,
+      secret: '',
       ...options,
     };
     // FLEXSTORE_TEST_TLS=1 runs every cluster that does not say otherwise over TLS, so a whole suite
@@ -146,6 +153,7 @@ export class TestCluster {
       '--down-after-ms', String(this.opts.downAfterMs),
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
+      ...this.secretArgs(),
       ...this.opts.registryArgs,
     ]);
     await waitHealthy(this.registry, `${this.registryUrl}/health`);
@@ -170,6 +178,7 @@ export class TestCluster {
       '--heartbeat-ms', String(this.opts.heartbeatMs),
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
+      ...this.secretArgs(),
       ...this.opts.kvArgs,
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
@@ -181,20 +190,31 @@ export class TestCluster {
 
   async addGateway(extraArgs: string[] = []): Promise<string> {
     const port = await freePort();
-    const proc = new FlexProcess(`gateway${this.gateways.length}`, [
+    this.gateways.push({ port, proc: undefined as never, args: extraArgs });
+    return this.startGateway(this.gateways.length - 1);
+  }
+
+  /** Starts gateway i (again) on its port; resolves with its URL once it answers. */
+  async startGateway(i: number): Promise<string> {
+    const g = this.gateways[i]!;
+    g.proc = new FlexProcess(`gateway${i}`, [
       'gateway',
-      '--port', String(port),
+      '--port', String(g.port),
       '--host', '127.0.0.1',
       '--registry-url', this.registryUrl,
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
+      ...this.secretArgs(),
       ...this.opts.extraGatewayArgs,
-      ...extraArgs,
+      ...g.args,
     ]);
-    this.gateways.push({ port, proc });
-    const url = `${this.scheme}://127.0.0.1:${port}`;
-    await waitHealthy(proc, `${url}/cluster`);
+    const url = `${this.scheme}://127.0.0.1:${g.port}`;
+    await waitHealthy(g.proc, `${url}/cluster`);
     return url;
+  }
+
+  private secretArgs(): string[] {
+    return this.opts.secret === '' ? [] : ['--cluster-secret', this.opts.secret];
   }
 
   /** Waits until the gateway(s) see `count` members up and active (no join or leave in progress). */
