@@ -7,7 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createCerts } from '../../cli/certs-command.js';
-import { TestCluster, freePort, http, tempDirs, waitFor, type ClusterOptions } from '../support/index.js';
+import { TestCluster, freePort, http, setProbeSecret, tempDirs, waitFor, type ClusterOptions } from '../support/index.js';
 import {
   acksInside,
   ackedFloors,
@@ -90,6 +90,8 @@ async function runCase(t: TestContext, fc: FaultCase): Promise<void> {
   let cluster: TestCluster;
   try {
     cluster = await TestCluster.start(fc.cluster);
+    // The checker reads replicas directly: in a closed cluster, as a member.
+    setProbeSecret(fc.cluster?.secret);
   } catch (err) {
     recordRow({ ...row, note: 'the cluster did not start' });
     throw err;
@@ -208,6 +210,7 @@ async function runCase(t: TestContext, fc: FaultCase): Promise<void> {
     row.note = 'case aborted';
     problems.push(`case aborted: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   } finally {
+    setProbeSecret(undefined);
     if (workload) {
       const history = await workload.stop();
       if (row.operations === 0) {
@@ -407,6 +410,8 @@ describe('fault injection', () => {
   // Over TLS too (every link: client, replica HTTP and TCP, registry, KV to KV), with certificates of `flexstore certs`.
   const certsDir = tempDirs('flexstore-faults-certs-');
   let tlsDir: string | undefined;
+  // With TLS, a cluster secret too: the closed cluster of docs/security.md, under the same faults.
+  const FAULT_SECRET = 'fault-suite-cluster-secret-0123456789';
   const tls = async (): Promise<ClusterOptions['tls']> => {
     if (tlsDir === undefined) {
       const dir = certsDir();
@@ -417,10 +422,10 @@ describe('fault injection', () => {
   };
 
   for (const overTls of [false, true]) {
-    test(`kill -9 of a KV server mid-workload, restarted on its data dir${overTls ? ' (TLS)' : ''}`, async (t) =>
+    test(`kill -9 of a KV server mid-workload, restarted on its data dir${overTls ? ' (TLS, cluster secret)' : ''}`, async (t) =>
       runCase(t, {
         name: `kill -9 kv1, restart${overTls ? ', TLS' : ''}`,
-        cluster: overTls ? { tls: await tls() } : {},
+        cluster: overTls ? { tls: await tls(), secret: FAULT_SECRET } : {},
         inject: async ({ cluster, log }) => {
           await cluster.killKv(1);
           log('kv1 killed');
@@ -468,10 +473,10 @@ describe('fault injection', () => {
   // HTTP port and, with the TCP transport, its replica-protocol port) and
   // reaches the registry only through another: cutting them all isolates it.
   for (const [transport, overTls] of [['tcp', false], ['http', false], ['tcp', true]] as const) {
-    test(`the network to one KV server cut for 4 s, then healed (${transport} replica transport${overTls ? ', TLS' : ''})`, async (t) =>
+    test(`the network to one KV server cut for 4 s, then healed (${transport} replica transport${overTls ? ', TLS, cluster secret' : ''})`, async (t) =>
       runCase(t, {
         name: `network cut to kv2 4 s, ${transport}${overTls ? ', TLS' : ''}`,
-        cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', transport], ...(overTls && { tls: await tls() }) },
+        cluster: { kvCount: 2, extraGatewayArgs: ['--replica-transport', transport], ...(overTls && { tls: await tls(), secret: FAULT_SECRET }) },
         setup: async ({ cluster, proxies, log }) => {
           const [port, tcpPort] = [await freePort(), await freePort()];
           const inbound = await FaultProxy.start(port);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after } from 'node:test';
 import { readFileSync, rmSync } from 'node:fs';
 import { createCerts } from '../../cli/certs-command.js';
-import { http, isUpAndActive, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
+import { http, isUpAndActive, setProbeSecret, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 import { FlexProcess, freePort, waitFor } from './process.js';
 
 export interface ClusterOptions {
@@ -90,6 +90,12 @@ export class TestCluster {
     // (api, faults) can be run over TLS as it is.
     if (options.tls === undefined && process.env.FLEXSTORE_TEST_TLS === '1') opts.tls = { dir: await sharedCerts() };
     if (opts.tls) setProbeTls(tlsProbe(opts.tls.dir));
+    // FLEXSTORE_TEST_SECRET=<secret> closes every cluster that names no secret, and signs the
+    // suite's own probes of member paths, so a suite written for an open cluster runs closed.
+    if (options.secret === undefined && process.env.FLEXSTORE_TEST_SECRET) {
+      opts.secret = process.env.FLEXSTORE_TEST_SECRET;
+      setProbeSecret(opts.secret);
+    }
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-'));
     const c = new TestCluster(dir, opts);
     try {

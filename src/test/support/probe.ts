@@ -1,4 +1,5 @@
 import { Agent, request, type Dispatcher } from 'undici';
+import { AUTH_HEADER, RequestSigner } from '../../cluster/cluster-auth.js';
 import { waitFor, type ManagedProcess } from './process.js';
 
 /**
@@ -33,6 +34,27 @@ export function setProbeTls(tls: ProbeTls | undefined): void {
   defaultTls = tls;
 }
 
+let signer: RequestSigner | undefined;
+/** What members call: KV servers' internal API, and registration with the registry. */
+const MEMBER_PATHS = /^\/(internal\/|register$|heartbeat$)/;
+
+/**
+ * Signs every probe of a member's path (/internal/*, /register, /heartbeat)
+ * with this cluster secret from now on (undefined: stop), as a member would:
+ * the fault checker reads replicas directly, and in a closed cluster those
+ * reads need a signature. Probes of the client API are never signed.
+ */
+export function setProbeSecret(secret: string | undefined): void {
+  signer = secret ? new RequestSigner(Buffer.from(secret.split(',')[0]!, 'utf8')) : undefined;
+}
+
+function signed(method: string, url: string, headers: Record<string, string> | undefined, body: string | Buffer | undefined) {
+  const u = new URL(url);
+  if (!signer || !MEMBER_PATHS.test(u.pathname)) return headers;
+  const bytes = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
+  return { ...headers, [AUTH_HEADER]: signer.sign({ method, path: u.pathname + u.search, headers, body: bytes }) };
+}
+
 function dispatcherFor(url: string, tls: ProbeTls | false | undefined): Dispatcher | undefined {
   const t = tls === false ? {} : (tls ?? defaultTls);
   if (!t || !url.startsWith('https:')) return undefined;
@@ -61,7 +83,7 @@ export async function http(
     method: method as any,
     ...(dispatcher && { dispatcher }),
     body: opts.body,
-    headers: opts.headers,
+    headers: signed(method, url, opts.headers, opts.body),
     headersTimeout: opts.timeoutMs ?? 10_000,
     bodyTimeout: opts.timeoutMs ?? 10_000,
   });
