@@ -86,7 +86,13 @@ if (missing.length > 0) {
   for (const target of missing) console.error(`run-tests: ${target} does not exist (misspelt, or the build did not run?)`);
   process.exit(2);
 }
-const unique = [...new Set(files)].map((f) => relative(root, f)).sort();
+// The process-level suites first, the fault suite (the longest file) at their
+// head: started last, a long file would run alone at the end while the other
+// slot sits idle.
+const rank = (f) => (f.includes('/test/faults/') ? 0 : f.includes('/test/') ? 1 : 2);
+const unique = [...new Set(files)]
+  .map((f) => relative(root, f))
+  .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 if (unique.length === 0) {
   console.error(`run-tests: no *.test.js files under ${targets.length > 0 ? targets.join(', ') : 'dist'} (did the build run?)`);
   process.exit(1);

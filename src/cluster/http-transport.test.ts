@@ -21,58 +21,37 @@ async function closedPortUrl(): Promise<string> {
   return `http://127.0.0.1:${port}`;
 }
 
-replicaTransportContract('HttpReplicaTransport', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-transport-'));
-  const server = await startKvServer({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir,
-    registryUrl: 'http://127.0.0.1:1',
-    heartbeatIntervalMs: 60_000,
-    logLevel: 'silent',
+// Open, and closed: in a closed cluster every call is signed (cluster-auth.ts)
+// and the KV server checks it; the server holds two secrets (a rotation), the
+// client signs with the newer one.
+const ROTATION = ['old-secret-0123456789', 'new-secret-0123456789'];
+for (const closed of [false, true]) {
+  replicaTransportContract(`HttpReplicaTransport${closed ? ' with a cluster secret' : ''}`, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-transport-'));
+    const server = await startKvServer({
+      port: 0,
+      host: '127.0.0.1',
+      dataDir,
+      registryUrl: 'http://127.0.0.1:1',
+      heartbeatIntervalMs: 60_000,
+      logLevel: 'silent',
+      ...(closed && { clusterSecret: ROTATION.join(',') }),
+    });
+    const timeoutMs = 2000;
+    const transport = new HttpReplicaTransport({ timeoutMs, ...(closed && { security: { secrets: [Buffer.from(ROTATION[1]!)] } }) });
+    return {
+      transport,
+      nodeUrl: server.url,
+      deadUrl: await closedPortUrl(),
+      timeoutMs,
+      async cleanup() {
+        await transport.close();
+        await server.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
   });
-  const timeoutMs = 2000;
-  const transport = new HttpReplicaTransport({ timeoutMs });
-  return {
-    transport,
-    nodeUrl: server.url,
-    deadUrl: await closedPortUrl(),
-    timeoutMs,
-    async cleanup() {
-      await transport.close();
-      await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
-
-// The same contract in a closed cluster: every call is signed (cluster-auth.ts)
-// and the KV server checks it; rotation order differs on the two sides.
-replicaTransportContract('HttpReplicaTransport with a cluster secret', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-transport-secret-'));
-  const server = await startKvServer({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir,
-    registryUrl: 'http://127.0.0.1:1',
-    heartbeatIntervalMs: 60_000,
-    logLevel: 'silent',
-    clusterSecret: 'old-secret-0123456789,new-secret-0123456789',
-  });
-  const timeoutMs = 2000;
-  const transport = new HttpReplicaTransport({ timeoutMs, security: { secrets: [Buffer.from('new-secret-0123456789')] } });
-  return {
-    transport,
-    nodeUrl: server.url,
-    deadUrl: await closedPortUrl(),
-    timeoutMs,
-    async cleanup() {
-      await transport.close();
-      await server.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
+}
 
 describe('HttpReplicaTransport failure mapping', () => {
   const rec = {

@@ -29,60 +29,40 @@ async function listen(srv: Server): Promise<number> {
   return (srv.address() as AddressInfo).port;
 }
 
-replicaTransportContract('TcpReplicaTransport', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-transport-'));
-  const storage = Storage.open(dataDir);
-  const server = await startTcpReplicaServer({ storage, host: '127.0.0.1', port: 0 });
-  const nodeUrl = 'http://127.0.0.1:7001';
-  const deadUrl = 'http://127.0.0.1:7002';
-  const ports = new Map([
-    [nodeUrl, server.port],
-    [deadUrl, await closedPort()],
-  ]);
-  const timeoutMs = 2000;
-  const transport = new TcpReplicaTransport({ timeoutMs, resolvePort: (url) => ports.get(url) });
-  return {
-    transport,
-    nodeUrl,
-    deadUrl,
-    timeoutMs,
-    async cleanup() {
-      await transport.close();
-      await server.close();
-      await storage.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
-
-// The same contract in a closed cluster: each connection opens with the
-// secret handshake; the server holds two secrets (a rotation), the client one.
-replicaTransportContract('TcpReplicaTransport with a cluster secret', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-transport-secret-'));
-  const storage = Storage.open(dataDir);
-  const secrets = [Buffer.from('old-secret-0123456789'), Buffer.from('new-secret-0123456789')];
-  const server = await startTcpReplicaServer({ storage, host: '127.0.0.1', port: 0, security: { secrets } });
-  const nodeUrl = 'http://127.0.0.1:7001';
-  const deadUrl = 'http://127.0.0.1:7002';
-  const ports = new Map([
-    [nodeUrl, server.port],
-    [deadUrl, await closedPort()],
-  ]);
-  const timeoutMs = 2000;
-  const transport = new TcpReplicaTransport({ timeoutMs, resolvePort: (url) => ports.get(url), security: { secrets: [secrets[1]!] } });
-  return {
-    transport,
-    nodeUrl,
-    deadUrl,
-    timeoutMs,
-    async cleanup() {
-      await transport.close();
-      await server.close();
-      await storage.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-});
+// Open, and closed: in a closed cluster each connection opens with the secret
+// handshake; the server holds two secrets (a rotation), the client one.
+const ROTATION = [Buffer.from('old-secret-0123456789'), Buffer.from('new-secret-0123456789')];
+for (const closed of [false, true]) {
+  replicaTransportContract(`TcpReplicaTransport${closed ? ' with a cluster secret' : ''}`, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'flexstore-tcp-transport-'));
+    const storage = Storage.open(dataDir);
+    const server = await startTcpReplicaServer({ storage, host: '127.0.0.1', port: 0, ...(closed && { security: { secrets: ROTATION } }) });
+    const nodeUrl = 'http://127.0.0.1:7001';
+    const deadUrl = 'http://127.0.0.1:7002';
+    const ports = new Map([
+      [nodeUrl, server.port],
+      [deadUrl, await closedPort()],
+    ]);
+    const timeoutMs = 2000;
+    const transport = new TcpReplicaTransport({
+      timeoutMs,
+      resolvePort: (url) => ports.get(url),
+      ...(closed && { security: { secrets: [ROTATION[1]!] } }),
+    });
+    return {
+      transport,
+      nodeUrl,
+      deadUrl,
+      timeoutMs,
+      async cleanup() {
+        await transport.close();
+        await server.close();
+        await storage.close();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  });
+}
 
 describe('TcpReplicaTransport failures and concurrency', () => {
   const nodeUrl = 'http://127.0.0.1:7001';

