@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -252,20 +252,24 @@ describe('secret rotation', () => {
         ? (await kvReloads(Number(proc.slice(2)), 'ok')) >= times
         : (c.process(proc).logs().match(/cluster secret file reloaded/g) ?? []).length >= times;
 
+    const tcpPort = (await members(c)).find((m) => m.url === c.memberUrl(0))!.tcpPort!;
+    let oldConn: Socket | undefined;
     const writers = Array.from({ length: 4 }, (_, w) => writer(w));
     try {
       await waitFor('writes before the rotation', () => acked.length >= 100);
       const steps = [`${A}\n${B}\n`, `${B}\n${A}\n`, `${B}\n`];
       for (const [s, content] of steps.entries()) {
-        // One process at a time, with a pause longer than the write interval:
-        // for a while some processes hold the new file and the others the
-        // previous one, and the load runs across both.
-        for (const proc of c.processNames()) {
+        // A replica connection opened with A before the last step: that step must close it.
+        if (s === 2) oldConn = await handshake(tcpPort, A, true);
+        // One process at a time, each reloaded before the next is touched, so
+        // that for a while some processes hold the new file and the others the
+        // previous one while the load runs. Senders first (gateways, KV
+        // servers, then the registry): a step that skipped its predecessor
+        // would be refused here, not hidden by the order.
+        for (const proc of c.processNames().reverse()) {
           c.rewriteSecret(proc, content);
-          await new Promise((r) => setTimeout(r, 250));
+          await waitFor(`${proc} reloaded ${name(content)}`, () => reloaded(proc, s + 1));
         }
-        // The next step may start only once this one reached every process.
-        for (const proc of c.processNames()) await waitFor(`${proc} reloaded ${name(content)}`, () => reloaded(proc, s + 1));
         const at = acked.length;
         await waitFor(`writes after the step to ${name(content)}`, () => acked.length >= at + 40);
         t.diagnostic(`step ${name(content)} reached every process after ${acked.length} acknowledged writes, ${failed} not`);
@@ -300,9 +304,15 @@ describe('secret rotation', () => {
       return http('POST', `${c.registryUrl}/register`, { body, headers });
     };
     assertRefused(await register(A), 'the registry, signed with A');
-    const tcpPort = (await members(c)).find((m) => m.url === c.memberUrl(0))!.tcpPort!;
     await assert.rejects(handshake(tcpPort, A), /refused/);
-    await handshake(tcpPort, B);
+    (await handshake(tcpPort, B, true)).destroy();
+    // The connection opened with A before the last step applies nothing more.
+    let closed = false;
+    oldConn!.once('close', () => (closed = true));
+    const version = `${Date.now().toString(16).padStart(12, '0')}.000000.rotation`;
+    oldConn!.write(encodePut(1, 'rot-old-conn', record(version, 'via A')));
+    await waitFor('the connection opened with A closed', () => closed);
+    assert.equal((await signedGet(B, `${c.kvUrl(0)}/internal/kv/rot-old-conn`)).status, 404, 'nothing applied over the old connection');
 
     // A file that does not load keeps the secrets in force: B still works, A still does not.
     c.rewriteSecret('kv0', 'too-short\n');
@@ -312,13 +322,18 @@ describe('secret rotation', () => {
   });
 });
 
-/** Opens a replica-protocol connection to 127.0.0.1:port proving secret; rejects when refused. */
-async function handshake(port: number, secret: string): Promise<void> {
+/** Opens a replica-protocol connection to 127.0.0.1:port proving secret (rejects when refused); keep: the open socket, else closed. */
+async function handshake(port: number, secret: string, keep = false): Promise<Socket> {
   const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
   try {
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     await proveMember(socket, [Buffer.from(secret)], 5000);
-  } finally {
+  } catch (err) {
     socket.destroy();
+    throw err;
   }
+  if (keep) socket.resume();
+  else socket.destroy();
+  return socket;
 }
