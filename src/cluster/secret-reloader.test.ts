@@ -123,6 +123,18 @@ describe('secret reloader', () => {
     }
   });
 
+  it('a change made between start-up and the watch is not missed', () => {
+    const file = join(dir, 'early');
+    writeFileSync(file, `${A}\n`);
+    const security = loadClusterSecurity({ clusterSecretFile: file });
+    writeFileSync(file, `${A}\n${B}\n`);
+    const log = fakeLog();
+    const reloader = watchSecretFile(security, { log, intervalMs: 20 })!;
+    reloader.close();
+    assert.deepEqual(security.secrets.map(String), [A, B]);
+    assert.equal(log.lines.length, 1);
+  });
+
   it('close stops watching', async () => {
     const file = join(dir, 'closed');
     writeFileSync(file, `${A}\n`);

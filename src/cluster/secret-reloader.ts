@@ -1,4 +1,5 @@
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Logger } from './logger.js';
 import { SecurityConfigError, readSecretFile, type LiveClusterSecurity } from './security.js';
 
@@ -11,10 +12,10 @@ import { SecurityConfigError, readSecretFile, type LiveClusterSecurity } from '.
  * force and logs one error line; a reload that does logs one info line with
  * how many secrets are now held. Neither line ever holds a secret.
  *
- * The file is polled (fs.watchFile) rather than watched with fs.watch: a
- * poll sees a file replaced by rename (how an editor, `mv`, or a Kubernetes
- * secret volume updates it) as well as one written in place, on every
- * platform and file system. The poll does not keep the process alive.
+ * The file is polled (a stat every SECRET_POLL_MS) rather than watched with
+ * fs.watch: a poll sees a file replaced by rename (how an editor, `mv`, or a
+ * Kubernetes secret volume updates it) as well as one written in place, on
+ * every platform and file system. The poll does not keep the process alive.
  *
  * Only a configured file is watched: an open cluster (no secret at start-up)
  * stays open, and a closed one cannot be opened by emptying the file.
@@ -62,20 +63,57 @@ export function watchSecretFile(security: LiveClusterSecurity, opts: SecretReloa
     return 'ok';
   };
 
-  const onChange = (curr: Stats, prev: Stats): void => {
-    if (closed) return;
-    // watchFile also calls back when only the access time moved.
-    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size && curr.ctimeMs === prev.ctimeMs) return;
-    reload();
-  };
-  watchFile(file, { interval: opts.intervalMs ?? SECRET_POLL_MS, persistent: false }, onChange);
+  // The file as last seen. Taken now, and the content compared with what was
+  // loaded at start-up, so a change made while the process was starting is
+  // not missed.
+  let seen = statKey(file);
+  if (!sameSecrets(tryRead(file), security.secrets)) reload();
+
+  let polling = false;
+  const timer = setInterval(() => {
+    if (polling || closed) return;
+    polling = true;
+    stat(file)
+      .then(keyOf, () => 'missing')
+      .then((key) => {
+        if (closed || key === seen) return;
+        seen = key;
+        reload();
+      })
+      .finally(() => (polling = false));
+  }, opts.intervalMs ?? SECRET_POLL_MS);
+  timer.unref();
 
   return {
     reload,
     close() {
-      if (closed) return;
       closed = true;
-      unwatchFile(file, onChange);
+      clearInterval(timer);
     },
   };
+}
+
+/** What tells one version of the file from the next: inode (a rename), size, modification and change times. */
+function keyOf(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+function statKey(file: string): string {
+  try {
+    return keyOf(statSync(file));
+  } catch {
+    return 'missing';
+  }
+}
+
+function tryRead(file: string): Buffer[] | undefined {
+  try {
+    return readSecretFile(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function sameSecrets(a: readonly Buffer[] | undefined, b: readonly Buffer[]): boolean {
+  return a === undefined || (a.length === b.length && a.every((s, i) => s.equals(b[i]!)));
 }
