@@ -55,8 +55,9 @@ declare module 'fastify' {
 }
 
 export function installClusterAuth(app: FastifyInstance, opts: ClusterAuthOptions): void {
-  const secrets = opts.security?.secrets ?? [];
-  const verifier = secrets.length > 0 ? new RequestVerifier(secrets) : undefined;
+  // Open or closed is decided here, once; a reload changes which secrets a closed one accepts.
+  const security = opts.security;
+  const verifier = security !== undefined && security.secrets.length > 0 ? new RequestVerifier(security) : undefined;
   const adminToken = opts.adminToken === '' ? undefined : opts.adminToken;
   const protect = opts.protect;
   app.decorateRequest('clusterAuth', null);

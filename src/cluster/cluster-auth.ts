@@ -21,7 +21,8 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  * every nonce seen (ReplayGuard).
  *
  * Signing uses the first secret; verification accepts any of them (two during
- * a rotation). A signature is accepted within ±SIGNATURE_WINDOW_MS of the
+ * a rotation). Both read the secrets at each request, so a reload of the
+ * secret file takes effect at the next one. A signature is accepted within ±SIGNATURE_WINDOW_MS of the
  * verifier's clock, once.
  *
  * Known gap: without TLS the request is readable on the wire, and only what
@@ -67,24 +68,43 @@ export interface ParsedSignature {
   mac: Buffer;
 }
 
-/** Signs requests with the first secret. One per process (its sender id is the process's). */
+/**
+ * Where signers and verifiers read the secrets, at each request: a
+ * ClusterSecurity, whose secrets a reload may replace (security.ts).
+ */
+export interface SecretSource {
+  readonly secrets: readonly Buffer[];
+}
+
+/** Signs requests with the source's current first secret. One per process (its sender id is the process's). */
 export class RequestSigner {
   private readonly sender = randomBytes(12).toString('base64url');
   private counter = 0;
+  private readonly source: SecretSource;
 
-  constructor(private readonly secret: Buffer) {}
+  constructor(secret: Buffer | SecretSource) {
+    this.source = Buffer.isBuffer(secret) ? { secrets: [secret] } : secret;
+  }
 
   /** The value of the x-flexstore-auth header for req. */
   sign(req: SignInput, now = Date.now()): string {
     const counter = ++this.counter;
-    const mac = computeMac(this.secret, req, now, this.sender, counter, bodyHash(req.body));
+    const mac = computeMac(this.source.secrets[0]!, req, now, this.sender, counter, bodyHash(req.body));
     return `${VERSION}.${now}.${this.sender}.${counter}.${mac.toString('base64url')}`;
   }
 }
 
-/** A signer for a process's secrets, or undefined in an open cluster. */
-export function signerFor(secrets: readonly Buffer[]): RequestSigner | undefined {
-  return secrets.length > 0 ? new RequestSigner(secrets[0]!) : undefined;
+/**
+ * A signer for a process's secrets, or undefined in an open cluster (no
+ * secret at start-up; a reload never gives one to an open process).
+ */
+export function signerFor(source: SecretSource | readonly Buffer[]): RequestSigner | undefined {
+  const src: SecretSource = isSource(source) ? source : { secrets: source };
+  return src.secrets.length > 0 ? new RequestSigner(src) : undefined;
+}
+
+function isSource(s: SecretSource | readonly Buffer[]): s is SecretSource {
+  return !Array.isArray(s);
 }
 
 /** The header's fields, or undefined when it is not one this release writes. */
@@ -104,8 +124,12 @@ export function parseSignature(header: string): ParsedSignature | undefined {
  */
 export class RequestVerifier {
   private readonly replay = new ReplayGuard();
+  private readonly source: SecretSource;
 
-  constructor(private readonly secrets: readonly Buffer[]) {}
+  /** secrets: a fixed list, or a source read at each verify (a reload may replace its secrets). */
+  constructor(secrets: SecretSource | readonly Buffer[]) {
+    this.source = isSource(secrets) ? secrets : { secrets };
+  }
 
   /** The header's fields, or the refusal reason for a missing, malformed or stale one. */
   parse(header: string | string[] | undefined, now = Date.now()): ParsedSignature | RefusalReason {
@@ -121,7 +145,7 @@ export class RequestVerifier {
   verify(sig: ParsedSignature, req: SignInput, now = Date.now()): RefusalReason | null {
     const hash = bodyHash(req.body);
     let ok = false;
-    for (const secret of this.secrets) {
+    for (const secret of this.source.secrets) {
       const mac = computeMac(secret, req, sig.time, sig.sender, sig.counter, hash);
       // Both 32 bytes (MAC_RE fixes the header's length). Stopping at a match
       // tells a caller only which secret it used, which it knows.

@@ -64,7 +64,7 @@ export class PeerHttp {
   private readonly signer: RequestSigner | undefined;
 
   constructor(private readonly opts: PeerHttpOptions) {
-    this.signer = signerFor(opts.security?.secrets ?? []);
+    this.signer = signerFor(opts.security ?? []);
   }
 
   /** Sends req to the node at nodeUrl and reads the whole answer. */

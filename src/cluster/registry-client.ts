@@ -34,7 +34,7 @@ export class RegistryClient {
   /** adminToken: sent as `Authorization: Bearer` on every call (the CLI's `node remove`). */
   constructor(baseUrl: string, opts: { timeoutMs?: number; security?: ClusterSecurity; adminToken?: string } = {}) {
     this.security = opts.security ?? OPEN_CLUSTER;
-    this.signer = signerFor(this.security.secrets);
+    this.signer = signerFor(this.security);
     this.adminToken = opts.adminToken;
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;

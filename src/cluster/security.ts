@@ -27,9 +27,12 @@ export interface ClusterSecurity {
   /**
    * Cluster secrets, the first one current: requests are signed with it and
    * verified against every one (two during a rotation). Empty: this process
-   * neither signs nor checks (an open cluster).
+   * neither signs nor checks (an open cluster). Read it at each use, not once:
+   * with a secret file it changes when the file does (secret-reloader.ts).
    */
   readonly secrets: readonly Buffer[];
+  /** The --cluster-secret-file the secrets came from, when they did; the reloader watches it. */
+  readonly secretFile?: string;
   /** TLS for every listener and client of this process; absent: plain TCP. */
   readonly tls?: TlsMaterial;
 }
@@ -62,10 +65,42 @@ export class SecurityConfigError extends Error {
  * SecurityConfigError with a one-line message naming the option and the file
  * on anything missing, unreadable or malformed.
  */
-export function loadClusterSecurity(cfg: SecurityConfig): ClusterSecurity {
+export function loadClusterSecurity(cfg: SecurityConfig): LiveClusterSecurity {
   const secrets = loadSecrets(cfg);
   const tls = loadTls(cfg);
-  return Object.freeze({ secrets: Object.freeze(secrets), ...(tls && { tls }) });
+  return new LiveClusterSecurity(secrets, tls, cfg.clusterSecretFile);
+}
+
+/**
+ * A process's security whose secrets can be replaced while it runs: every
+ * signer and verifier reads `secrets` at each use, so the next request after
+ * replaceSecrets signs with the new first secret and accepts every new one.
+ * A TCP connection is authenticated when it opens; one already open stays
+ * open across a replacement.
+ */
+export class LiveClusterSecurity implements ClusterSecurity {
+  #secrets: readonly Buffer[];
+
+  constructor(
+    secrets: readonly Buffer[],
+    readonly tls?: TlsMaterial,
+    readonly secretFile?: string,
+  ) {
+    this.#secrets = Object.freeze([...secrets]);
+  }
+
+  get secrets(): readonly Buffer[] {
+    return this.#secrets;
+  }
+
+  /**
+   * Only the reloader calls this. An open cluster stays open and a closed
+   * one closed: signers and verifiers are built, or not, at start-up.
+   */
+  replaceSecrets(next: readonly Buffer[]): void {
+    if (next.length === 0 || this.#secrets.length === 0) throw new Error('the secrets of an open cluster cannot be replaced, nor replaced by none');
+    this.#secrets = Object.freeze([...next]);
+  }
 }
 
 function loadSecrets(cfg: SecurityConfig): Buffer[] {
@@ -79,14 +114,26 @@ function loadSecrets(cfg: SecurityConfig): Buffer[] {
     raw = cfg.clusterSecret.split(',');
     from = '--cluster-secret';
   } else if (cfg.clusterSecretFile !== undefined) {
-    // One secret per line, the current first; blank lines and # comments are skipped.
-    raw = readText(cfg.clusterSecretFile, '--cluster-secret-file')
-      .split(/\r?\n/)
-      .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
-    from = `--cluster-secret-file ${cfg.clusterSecretFile}`;
+    return readSecretFile(cfg.clusterSecretFile);
   } else {
     return [];
   }
+  return checkSecrets(raw, from);
+}
+
+/**
+ * The secrets of a --cluster-secret-file: one per line, the current first;
+ * blank lines and # comments are skipped. Throws SecurityConfigError (one
+ * line, never the secret) on a file that is unreadable, empty or malformed.
+ */
+export function readSecretFile(file: string): Buffer[] {
+  const raw = readText(file, '--cluster-secret-file')
+    .split(/\r?\n/)
+    .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
+  return checkSecrets(raw, `--cluster-secret-file ${file}`);
+}
+
+function checkSecrets(raw: string[], from: string): Buffer[] {
   const secrets = raw.map((s) => s.trim());
   if (secrets.length === 0 || secrets.some((s) => s === '')) throw new SecurityConfigError(`${from}: empty secret`);
   if (secrets.length > MAX_SECRETS) {

@@ -74,7 +74,7 @@ export const clusterSecretFile = opt.string({
   flag: 'cluster-secret-file',
   env: 'CLUSTER_SECRET_FILE',
   valueName: '<file>',
-  doc: 'File holding the cluster secret (a second line: the previous secret, during a rotation)',
+  doc: 'File holding the cluster secret (a second line: the previous secret, during a rotation); re-read when it changes',
 });
 
 export const tlsCert = opt.string({ flag: 'tls-cert', env: 'TLS_CERT', valueName: '<file>', doc: 'PEM certificate: serve HTTPS and TLS, and present it to peers' });

@@ -68,10 +68,12 @@ function matchingSecret(secrets: readonly Buffer[], side: 'client' | 'server', s
 /**
  * Server side, on a freshly accepted socket. Resolves once the client proved
  * a secret (or at once after AUTH when this server has none), with the
- * socket paused and any bytes after AUTH put back for the frame reader.
+ * socket paused and any bytes after AUTH put back for the frame reader, and
+ * with the secret the client proved (undefined when open): the server drops
+ * the connection once a reload no longer holds it.
  * Rejects with HandshakeError after answering FXNO and closing the socket.
  */
-export async function acceptMember(socket: Socket, secrets: readonly Buffer[], timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<void> {
+export async function acceptMember(socket: Socket, secrets: readonly Buffer[], timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<Buffer | undefined> {
   // Resets before or after a refusal must not reach the process as unhandled errors.
   socket.on('error', () => {});
   const closed = secrets.length > 0;
@@ -115,6 +117,7 @@ export async function acceptMember(socket: Socket, secrets: readonly Buffer[], t
   // Proved with the secret the client used: one the client surely holds.
   if (proven) mac(proven, 'server', serverNonce, clientNonce).copy(ok, 4);
   socket.write(ok);
+  return proven;
 }
 
 /**

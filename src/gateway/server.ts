@@ -6,6 +6,7 @@ import { MembershipWatcher } from '../cluster/registry-client.js';
 import type { MemberView, RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { watchSecretFile } from '../cluster/secret-reloader.js';
 import { clockReport } from './clock-skew.js';
 import { httpScheme } from '../cluster/tls.js';
 import { checkBind } from '../cluster/bind-guard.js';
@@ -87,6 +88,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = listenUrl(config.host, port, httpScheme(security));
+  const secretReloader = watchSecretFile(security, { log: app.log });
   app.log.info({ url, gatewayId, registryUrl: config.registryUrl, n: config.replicationFactor }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
@@ -96,6 +98,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     port,
     close: () =>
       (closing ??= (async () => {
+        secretReloader?.close();
         await watcher.stop();
         await app.close();
         await hints.close();

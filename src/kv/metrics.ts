@@ -42,6 +42,7 @@ export class KvMetrics {
   readonly tombstonesPurged: Counter;
   readonly versionsRefused: Counter<'path'>;
   readonly authRefused: Counter<'reason'>;
+  readonly secretReloads: Counter<'outcome'>;
 
   constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
@@ -109,6 +110,13 @@ export class KvMetrics {
     });
     // Start every labelled series at 0 so rate() works from the first scrape.
     for (const reason of REFUSAL_REASONS) this.authRefused.inc({ reason }, 0);
+    this.secretReloads = new Counter({
+      name: 'flexstore_secret_reloads_total',
+      help: 'Reloads of the cluster secret file after it changed, by outcome (failed: the previous secrets stayed in force)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['ok', 'failed']) this.secretReloads.inc({ outcome }, 0);
     for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
     for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);
   }

@@ -9,6 +9,7 @@ import { offsetClock } from '../cluster/hlc.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import type { Logger } from '../cluster/logger.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { watchSecretFile } from '../cluster/secret-reloader.js';
 import { httpScheme } from '../cluster/tls.js';
 import { checkBind } from '../cluster/bind-guard.js';
 import { defaultKvConfig, defaultKvDataDir, validateKvConfig, type KvConfig } from './config.js';
@@ -142,6 +143,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     throw err;
   }
   const tcpAdvertised = cfg.advertiseTcpPort ?? tcp.port;
+  // Watched from here on: nothing below can fail start-up and leave the watch behind.
+  const secretReloader = watchSecretFile(security, { log: app.log, onReload: (outcome) => metrics.secretReloads.inc({ outcome }) });
   app.log.info(
     { id, url, tcpPort: tcp.port, advertisedTcpPort: tcpAdvertised, dataDir: cfg.dataDir, sync: cfg.sync, keys: storage.count(), hintsPending: storage.hints.count() },
     'kv server listening',
@@ -174,6 +177,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
       // remove it), then the repair loops (closing the client aborts their
       // calls to peers) and the watch, then requests drain, each in-flight put
       // finishing its commit, and only then does storage close.
+      secretReloader?.close();
       await heartbeater.stop();
       await Promise.all([antiEntropy.stop(), hints.stop(), watcher.stop(), client.close()]);
       await Promise.all([app.close(), tcp.close()]);

@@ -80,10 +80,10 @@ export async function startTcpReplicaServer(opts: TcpReplicaServerOptions): Prom
     // No frame is read before the peer proved the cluster secret (tcp-handshake.ts).
     handshaking.add(socket);
     acceptMember(socket, opts.security?.secrets ?? []).then(
-      () => {
+      (proven) => {
         handshaking.delete(socket);
         if (closing || socket.destroyed) return void socket.destroy();
-        const conn = new ReplicaConnection(socket, opts);
+        const conn = new ReplicaConnection(socket, opts, proven);
         connections.add(conn);
         socket.on('close', () => connections.delete(conn));
         socket.resume();
@@ -129,10 +129,16 @@ class ReplicaConnection {
   private closing = false;
   private drained: (() => void) | null = null;
 
+  /** The secrets `proven` was last found in: rechecked only when a reload replaced them. */
+  private checkedAgainst: readonly Buffer[] | undefined;
+
   constructor(
     private readonly socket: Socket,
     private readonly opts: TcpReplicaServerOptions,
+    /** The cluster secret the client proved when the connection opened; undefined in an open cluster. */
+    private readonly proven?: Buffer,
   ) {
+    this.checkedAgainst = opts.security?.secrets;
     this.decoder = new FrameDecoder((id, op, body) => this.onFrame(id, op, body));
     // A client that sends faster than it reads is paused until its replies drain.
     let paused = false;
@@ -182,7 +188,24 @@ class ReplicaConnection {
     });
   }
 
+  /** Cheap per frame: the array is compared by identity and searched only after a reload. */
+  private provenStillHeld(): boolean {
+    const secrets = this.opts.security?.secrets;
+    if (secrets === this.checkedAgainst) return true;
+    if (secrets === undefined || !secrets.some((s) => s.equals(this.proven!))) return false;
+    this.checkedAgainst = secrets;
+    return true;
+  }
+
   private onFrame(id: number, op: number, body: Buffer): void {
+    if (this.proven !== undefined && !this.provenStillHeld()) {
+      // The secret this connection was opened with was rotated out (a reload
+      // of the secret file): nothing more is applied; the client reconnects
+      // and proves a secret held now, or is refused.
+      this.opts.log?.warn({ remote: `${this.socket.remoteAddress}:${this.socket.remotePort}` }, 'closed a replica connection opened with a secret no longer held');
+      this.socket.destroy();
+      return;
+    }
     if (this.closing) {
       this.writer.write(encodeError(id, new Unavailable('replica server is closing')));
       return;

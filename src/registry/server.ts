@@ -5,6 +5,7 @@ import { createHttpServer } from '../cluster/http-server.js';
 import type { RunningServer } from '../cluster/types.js';
 import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
+import { watchSecretFile } from '../cluster/secret-reloader.js';
 import { httpScheme } from '../cluster/tls.js';
 import { checkBind } from '../cluster/bind-guard.js';
 import { defaultRegistryConfig, validateRegistryConfig, type RegistryConfig } from './config.js';
@@ -101,10 +102,12 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
   const port = (app.server.address() as AddressInfo).port;
   const url = listenUrl(cfg.host, port, httpScheme(security));
   app.log.info({ url, dataDir: cfg.dataDir, members: table.size }, 'registry listening');
+  const secretReloader = watchSecretFile(security, { log: app.log });
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      secretReloader?.close();
       clearInterval(sweeper);
       clearInterval(saver);
       // Blocked watchers get the current view rather than a reset connection.

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createCerts } from '../../cli/certs-command.js';
 import { http, isUpAndActive, setProbeSecret, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 import { FlexProcess, freePort, waitFor } from './process.js';
@@ -31,6 +31,13 @@ export interface ClusterOptions {
    * process starts, so a test may change it between restarts.
    */
   secret?: string;
+  /**
+   * true: each process gets the secret in a file of its own (its
+   * --cluster-secret-file, <dir>/secrets/<process name>, written from
+   * `secret` when the process first starts), which rewriteSecret changes
+   * while it runs.
+   */
+  secretFile?: boolean;
 }
 
 /** How one KV server is started; kept in its slot so a restart reuses it. */
@@ -84,6 +91,7 @@ export class TestCluster {
       kvArgs: [],
       tls: null,
       secret: '',
+      secretFile: false,
       ...options,
     };
     // FLEXSTORE_TEST_TLS=1 runs every cluster that does not say otherwise over TLS, so a whole suite
@@ -159,7 +167,7 @@ export class TestCluster {
       '--down-after-ms', String(this.opts.downAfterMs),
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
-      ...this.secretArgs(),
+      ...this.secretArgs('registry'),
       ...this.opts.registryArgs,
     ]);
     await waitHealthy(this.registry, `${this.registryUrl}/health`);
@@ -184,7 +192,7 @@ export class TestCluster {
       '--heartbeat-ms', String(this.opts.heartbeatMs),
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
-      ...this.secretArgs(),
+      ...this.secretArgs(`kv${i}`),
       ...this.opts.kvArgs,
       ...(slot.options.advertiseUrl ? ['--advertise-url', slot.options.advertiseUrl] : []),
       ...(slot.options.tcpPort ? ['--tcp-port', String(slot.options.tcpPort)] : []),
@@ -210,7 +218,7 @@ export class TestCluster {
       '--registry-url', this.registryUrl,
       '--replication-factor', String(this.opts.replicationFactor),
       ...this.tlsArgs,
-      ...this.secretArgs(),
+      ...this.secretArgs(`gateway${i}`),
       ...this.opts.extraGatewayArgs,
       ...g.args,
     ]);
@@ -219,8 +227,48 @@ export class TestCluster {
     return url;
   }
 
-  private secretArgs(): string[] {
-    return this.opts.secret === '' ? [] : ['--cluster-secret', this.opts.secret];
+  private secretArgs(name: string): string[] {
+    if (this.opts.secret === '') return [];
+    if (!this.opts.secretFile) return ['--cluster-secret', this.opts.secret];
+    const file = this.secretFileOf(name);
+    mkdirSync(path.dirname(file), { recursive: true });
+    // A restart keeps what rewriteSecret last put there.
+    try {
+      readFileSync(file);
+    } catch {
+      writeFileSync(file, `${this.opts.secret.split(',').join('\n')}\n`, { mode: 0o600 });
+    }
+    return ['--cluster-secret-file', file];
+  }
+
+  /** The secret file of a process ('registry', 'kv0', 'gateway1', ...) under secretFile: true. */
+  secretFileOf(name: string): string {
+    return path.join(this.dir, 'secrets', name);
+  }
+
+  /** Every process of the cluster by name: registry, kv<i>, gateway<i>. */
+  processNames(): string[] {
+    return ['registry', ...this.kvs.map((_, i) => `kv${i}`), ...this.gateways.map((_, i) => `gateway${i}`)];
+  }
+
+  /** The process called name (see processNames). */
+  process(name: string): FlexProcess {
+    if (name === 'registry') return this.registry;
+    const m = /^(kv|gateway)(\d+)$/.exec(name);
+    const p = m && (m[1] === 'kv' ? this.kvs[Number(m[2])]?.proc : this.gateways[Number(m[2])]?.proc);
+    if (!p) throw new Error(`no process ${name}`);
+    return p;
+  }
+
+  /**
+   * Replaces the secret file of process name with content (one secret per
+   * line, as given) by a rename, as an operator's `mv` would; the process
+   * reloads it within about a second.
+   */
+  rewriteSecret(name: string, content: string): void {
+    const file = this.secretFileOf(name);
+    writeFileSync(`${file}.tmp`, content, { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
   }
 
   /** Waits until the gateway(s) see `count` members up and active (no join or leave in progress). */
