@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { undiciConnectOptions } from '../cluster/tls.js';
 import { MemberUnreachable } from '../cluster/errors.js';
 import type { ClusterSecurity } from '../cluster/security.js';
 
@@ -25,9 +26,8 @@ export class ProbeBusy extends Error {}
 export function healthProbe(security?: ClusterSecurity, opts: { timeoutMs?: number; maxInFlight?: number } = {}): HealthProbe & { close(): Promise<void> } {
   const timeoutMs = opts.timeoutMs ?? PROBE_TIMEOUT_MS;
   const maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
-  const tls = security?.tls;
   const agent = new Agent({
-    connect: { timeout: timeoutMs, ...(tls && { ca: tls.ca, cert: tls.cert, key: tls.key }) },
+    connect: { timeout: timeoutMs, ...undiciConnectOptions(security) },
     // One probe per new member: nothing to keep alive.
     pipelining: 0,
   });

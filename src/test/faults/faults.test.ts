@@ -6,8 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createCerts } from '../../cli/certs-command.js';
-import { TestCluster, freePort, http, setProbeSecret, tempDirs, waitFor, type ClusterOptions } from '../support/index.js';
+import { TestCluster, freePort, http, setProbeSecret, sharedCerts, waitFor, type ClusterOptions } from '../support/index.js';
 import {
   acksInside,
   ackedFloors,
@@ -408,18 +407,9 @@ describe('fault injection', () => {
   });
 
   // Over TLS too (every link: client, replica HTTP and TCP, registry, KV to KV), with certificates of `flexstore certs`.
-  const certsDir = tempDirs('flexstore-faults-certs-');
-  let tlsDir: string | undefined;
   // With TLS, a cluster secret too: the closed cluster of docs/security.md, under the same faults.
   const FAULT_SECRET = 'fault-suite-cluster-secret-0123456789';
-  const tls = async (): Promise<ClusterOptions['tls']> => {
-    if (tlsDir === undefined) {
-      const dir = certsDir();
-      await createCerts({ out: dir, hosts: [] });
-      tlsDir = dir;
-    }
-    return { dir: tlsDir };
-  };
+  const tls = async (): Promise<ClusterOptions['tls']> => ({ dir: await sharedCerts() });
 
   for (const overTls of [false, true]) {
     test(`kill -9 of a KV server mid-workload, restarted on its data dir${overTls ? ' (TLS, cluster secret)' : ''}`, async (t) =>

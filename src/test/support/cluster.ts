@@ -352,8 +352,8 @@ export function testClusters(): (options?: ClusterOptions) => Promise<TestCluste
 
 let shared: Promise<string> | undefined;
 
-/** One certificate dir per test process for FLEXSTORE_TEST_TLS, removed at exit. */
-function sharedCerts(): Promise<string> {
+/** One certificate dir per test process (FLEXSTORE_TEST_TLS, TLS cases of a suite), removed at exit. */
+export function sharedCerts(): Promise<string> {
   shared ??= (async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'flexstore-test-certs-'));
     process.on('exit', () => rmSync(dir, { recursive: true, force: true }));

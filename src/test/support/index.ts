@@ -12,7 +12,7 @@
 export { tempDirs } from './temp-dir.js';
 export { record, stamped, tombstone, version } from './records.js';
 export { InProcessCluster, type InProcessClusterOptions } from './in-process.js';
-export { TestCluster, testClusters, tlsProbe, type ClusterOptions, type KvOptions } from './cluster.js';
+export { TestCluster, sharedCerts, testClusters, tlsProbe, type ClusterOptions, type KvOptions } from './cluster.js';
 export { BIN, FlexProcess, ManagedProcess, freePort, runCli, waitFor, type CliResult, type ProcessExit } from './process.js';
 export { http, isUpAndActive, kvUrl, setProbeSecret, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 export { ackedAcrossFault, assertAllRead, eachLimit, putAll, type Entries } from './kv-data.js';
