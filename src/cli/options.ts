@@ -111,8 +111,19 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: Re
   for (const o of spec.options) {
     const flagValue = given[o.flag];
     if (o.kind === 'boolean') {
-      values[o.flag] = flagValue === true;
-      if (flagValue === true) explicit.add(o.flag);
+      // A boolean row is read from the environment only when it names a variable (METRICS_PUBLIC=true).
+      const envRaw = o.env ? env[o.env] : undefined;
+      if (flagValue === true) {
+        values[o.flag] = true;
+        explicit.add(o.flag);
+      } else if (envRaw !== undefined && envRaw !== '') {
+        const b = parseBooleanEnv(envRaw);
+        if (b === undefined) throw new UsageError(`invalid ${o.env} ${JSON.stringify(envRaw)} (from the environment): expected true or false`);
+        values[o.flag] = b;
+        explicit.add(o.flag);
+      } else {
+        values[o.flag] = false;
+      }
       continue;
     }
     const envValue = o.env ? env[o.env] : undefined;
@@ -194,4 +205,12 @@ export function formatRows(rows: ReadonlyArray<readonly string[]>): string[] {
   return rows.map((row) =>
     ('  ' + row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]! + 2))).join('')).trimEnd(),
   );
+}
+
+/** true/false, 1/0, yes/no (any case); undefined for anything else. */
+export function parseBooleanEnv(raw: string): boolean | undefined {
+  const v = raw.trim().toLowerCase();
+  if (v === 'true' || v === '1' || v === 'yes') return true;
+  if (v === 'false' || v === '0' || v === 'no') return false;
+  return undefined;
 }

@@ -16,6 +16,11 @@ export type ErrorCode =
   | 'INVALID_KEY'
   | 'INVALID_REQUEST'
   | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'REQUEST_TIMEOUT'
+  | 'HEADERS_TOO_LARGE'
+  | 'OVERLOADED'
+  | 'STORAGE_FULL'
   | 'KEY_NOT_FOUND'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
@@ -42,6 +47,9 @@ export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (mes
   INVALID_KEY: { status: 400, make: (m, d) => new InvalidKey(m, d) },
   INVALID_REQUEST: { status: 400, make: (m, d) => new InvalidRequest(m, d) },
   UNAUTHORIZED: { status: 401, make: (m, d) => new Unauthorized(m, d) },
+  FORBIDDEN: { status: 403, make: (m, d) => new Forbidden(m, d) },
+  REQUEST_TIMEOUT: { status: 408, make: (m, d) => new RequestTimeout(m, d) },
+  HEADERS_TOO_LARGE: { status: 431, make: (m, d) => new HeadersTooLarge(m, d) },
   KEY_NOT_FOUND: { status: 404, make: (m, d) => withMessage(new KeyNotFound(String(d.key ?? ''), d), m) },
   NOT_FOUND: { status: 404, make: (m, d) => new RouteNotFound(m, d) },
   METHOD_NOT_ALLOWED: { status: 405, make: (m, d) => new MethodNotAllowed(m, d) },
@@ -62,6 +70,12 @@ export const errorTable: Readonly<Record<ErrorCode, { status: number; make: (mes
   MEMBER_UNREACHABLE: { status: 422, make: (m, d) => new MemberUnreachable(m, d) },
   TOO_MANY_MEMBERS: { status: 503, make: (m, d) => new TooManyMembers(m, d) },
   RATE_LIMITED: { status: 429, make: (m, d) => new RateLimited(m, d) },
+  // 503 like QUORUM_NOT_MET: the request was fine and a retry after
+  // Retry-After may succeed. Coming from a peer it is that peer's failure.
+  OVERLOADED: { status: 503, make: (m, d) => new Overloaded(m, d) },
+  // 507: the replica is up and serving reads but cannot commit; a gateway
+  // counts it as a replica that failed the write (peerError: a 5xx).
+  STORAGE_FULL: { status: 507, make: (m, d) => new StorageFull(m, d) },
 };
 
 export abstract class FlexStoreError extends Error {
@@ -92,6 +106,32 @@ export class InvalidRequest extends FlexStoreError {
  */
 export class Unauthorized extends FlexStoreError {
   readonly code = 'UNAUTHORIZED' as const;
+}
+/**
+ * The client's token is valid but its role or key prefixes do not allow this
+ * operation on this key (gateway client tokens). Details name the key or item.
+ */
+export class Forbidden extends FlexStoreError {
+  readonly code = 'FORBIDDEN' as const;
+}
+/** The request's headers or body did not arrive within REQUEST_TIMEOUT_MS; the connection is closed. */
+export class RequestTimeout extends FlexStoreError {
+  readonly code = 'REQUEST_TIMEOUT' as const;
+}
+/** The request line and headers are larger than the server reads (Node's 16 KiB); a long key is the usual cause. */
+export class HeadersTooLarge extends FlexStoreError {
+  readonly code = 'HEADERS_TOO_LARGE' as const;
+}
+/** The gateway holds MAX_INFLIGHT_BYTES of request bodies already; retry after the Retry-After header. */
+export class Overloaded extends FlexStoreError {
+  readonly code = 'OVERLOADED' as const;
+}
+/**
+ * The KV server's storage cannot commit (disk full, I/O error, LMDB map
+ * full). It keeps serving reads and takes writes again once a commit succeeds.
+ */
+export class StorageFull extends FlexStoreError {
+  readonly code = 'STORAGE_FULL' as const;
 }
 /** The key has no live value (never written, or deleted). */
 export class KeyNotFound extends FlexStoreError {

@@ -19,7 +19,7 @@ export type OptionKind =
   | 'id' // the charset a version suffix allows (see cluster/hlc.ts)
   | 'enum' // one of `choices`
   | 'enums' // comma-separated subset of `choices`, returned in the order of `choices`
-  | 'boolean'; // a flag without value; never read from the environment
+  | 'boolean'; // a flag without value; read from the environment (true/false) only when the row names a variable
 
 export interface OptionRow<V = unknown, Required extends boolean = boolean> {
   /** Long flag without the dashes. Absent: the option is set only by code embedding the component. */

@@ -117,3 +117,26 @@ export const clockOffsetMs = opt.int({
 
 /** The rows of clock handling, spread into gateway and KV server options. */
 export const clockOptions = { maxClockSkewMs, clockOffsetMs };
+
+// Resource bounds every HTTP server has (http-server.ts), in the shape of
+// Redis's `timeout`/`maxclients`: a client that opens a request and never
+// finishes it, or opens connections without end, cannot hold a server.
+export const requestTimeoutMs = opt.int({
+  flag: 'request-timeout-ms',
+  env: 'REQUEST_TIMEOUT_MS',
+  default: 30_000,
+  min: 100,
+  valueName: '<ms>',
+  doc: 'A request whose headers and body have not all arrived by then is answered 408 and its connection closed',
+});
+
+export const maxConnections = opt.int({
+  flag: 'max-connections',
+  env: 'MAX_CONNECTIONS',
+  default: 10_000,
+  valueName: '<n>',
+  doc: 'Most client connections the HTTP server (and a KV server\'s replica port) holds open; more are closed at once',
+});
+
+/** The rows of http-server.ts's limits, spread into every server component's options. */
+export const limitOptions = { requestTimeoutMs, maxConnections };

@@ -32,6 +32,12 @@ export interface Member {
    * at its last heartbeat, in ms; network delay makes it a few ms low.
    */
   clockOffsetMs?: number;
+  /**
+   * `full`: the member's storage cannot commit (disk full, I/O error); it
+   * serves reads and refuses writes with 507 STORAGE_FULL until a commit
+   * succeeds again. Absent means ok.
+   */
+  storage?: 'ok' | 'full';
   /** Epoch ms of the last heartbeat the registry received. */
   lastHeartbeat: number;
   /** Epoch ms when the member first registered. */

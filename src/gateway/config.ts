@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions, limitOptions } from '../cluster/shared-options.js';
 import type { Consistency } from '../cluster/types.js';
 
 export const CONSISTENCY_LEVELS = ['one', 'quorum', 'all'] as const satisfies readonly Consistency[];
@@ -53,7 +53,27 @@ export const gatewayOptions = defineOptions('gateway', {
     valueName: '<kind>',
     doc: 'How to reach KV servers: tcp (binary protocol where offered, else http) or http',
   }),
+  authTokensFile: opt.string({
+    flag: 'auth-tokens-file',
+    env: 'AUTH_TOKENS_FILE',
+    valueName: '<file>',
+    doc: 'JSON file of client tokens (SHA-256 hashes, roles, key prefixes); when set every /kv and /batch request needs a Bearer token. Re-read when it changes',
+  }),
+  metricsPublic: opt.boolean({
+    flag: 'metrics-public',
+    env: 'METRICS_PUBLIC',
+    default: false,
+    doc: 'With --auth-tokens-file: serve /metrics and /cluster without a token',
+  }),
+  maxInflightBytes: opt.int({
+    flag: 'max-inflight-bytes',
+    env: 'MAX_INFLIGHT_BYTES',
+    default: 256 * 1024 * 1024,
+    valueName: '<n>',
+    doc: 'Most bytes of request bodies the gateway holds at once; past it writes get 503 OVERLOADED with Retry-After',
+  }),
   logLevel,
+  ...limitOptions,
   ...securityOptions,
   ...clockOptions,
   insecure,

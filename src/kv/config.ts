@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, registryUrl, replicationFactor, vnodes, securityOptions, clockOptions, limitOptions } from '../cluster/shared-options.js';
 import type { SyncMode } from './storage.js';
 
 export const SYNC_MODES = ['commit', 'interval'] as const satisfies readonly SyncMode[];
@@ -97,7 +97,31 @@ export const kvOptions = defineOptions('kv', {
     valueName: '<ms>',
     doc: 'With --sync interval: time between fsyncs',
   }),
+  frameTimeoutMs: opt.int({
+    flag: 'frame-timeout-ms',
+    env: 'FRAME_TIMEOUT_MS',
+    default: 10_000,
+    min: 100,
+    valueName: '<ms>',
+    doc: 'Replica port: a frame whose header has arrived must arrive whole within this, or its connection is closed',
+  }),
+  maxInflightBytes: opt.int({
+    flag: 'max-inflight-bytes',
+    env: 'MAX_INFLIGHT_BYTES',
+    default: 256 * 1024 * 1024,
+    valueName: '<n>',
+    doc: 'Replica port: most bytes of partly received frames held across all connections; past it reading pauses',
+  }),
+  storageProbeMs: opt.int({
+    flag: 'storage-probe-ms',
+    env: 'STORAGE_PROBE_MS',
+    default: 5000,
+    min: 100,
+    valueName: '<ms>',
+    doc: 'While storage is full, how often a small probe commit checks whether writes can resume',
+  }),
   logLevel,
+  ...limitOptions,
   ...securityOptions,
   ...clockOptions,
   insecure,

@@ -1,5 +1,5 @@
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
-import { host, insecure, logLevel, portOption, replicationFactor, vnodes, securityOptions } from '../cluster/shared-options.js';
+import { host, insecure, logLevel, portOption, replicationFactor, vnodes, securityOptions, limitOptions } from '../cluster/shared-options.js';
 
 /**
  * Configuration of the service registry: one row per option (flag,
@@ -91,6 +91,7 @@ export const registryOptions = defineOptions('registry', {
     doc: 'Burst allowed above --registration-rate',
   }),
   logLevel,
+  ...limitOptions,
   ...securityOptions,
   insecure,
   adminToken: opt.string({
