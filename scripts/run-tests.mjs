@@ -134,6 +134,14 @@ function checkEveryFileRanTests() {
     return 1;
   }
   let status = 0;
+  // The slowest files, for keeping the suite within its time bound.
+  const slowest = unique
+    .map((file) => [file, counts[resolve(root, file)]?.durationMs ?? 0])
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 12);
+  if (slowest.some(([, ms]) => ms > 0)) {
+    console.error(`run-tests: slowest files: ${slowest.map(([f, ms]) => `${relative('dist', f)} ${(ms / 1000).toFixed(1)}s`).join(', ')}`);
+  }
   for (const file of unique) {
     const c = counts[resolve(root, file)] ?? { tests: 0, failedToRun: false };
     if (c.tests > 0) continue;

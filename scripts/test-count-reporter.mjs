@@ -8,14 +8,16 @@ export default async function* countTestsPerFile(source) {
   const files = new Map();
   const entry = (file) => {
     let e = files.get(file);
-    if (!e) files.set(file, (e = { tests: 0, failedToRun: false }));
+    if (!e) files.set(file, (e = { tests: 0, failedToRun: false, durationMs: 0 }));
     return e;
   };
   for await (const event of source) {
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
-    const { file, name, details } = event.data;
+    const { file, name, details, nesting } = event.data;
     if (!file) continue;
     const e = entry(file);
+    // Top-level tests and suites of a file run one after another: their sum is the file's time.
+    if (nesting === 0 && name !== file) e.durationMs += details?.duration_ms ?? 0;
     if (name === file) {
       if (event.type === 'test:fail') e.failedToRun = true;
     } else if (details?.type !== 'suite') {
