@@ -267,3 +267,14 @@ test('a token file that does not load at start-up is a SecurityConfigError namin
     (err: unknown) => err instanceof SecurityConfigError && /^--auth-tokens-file \/nonexistent\/tokens\.json: cannot read \(ENOENT\)$/.test(err.message),
   );
 });
+
+test('a token file error never quotes a token pasted into the file', () => {
+  const token = 'fs_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG';
+  for (const text of [`{"tokens": [${token}]}`, `{"tokens": [{"${token}": 1}]}`, `{"${token}": []}`, `{"tokens": [{"name": "x", "sha256": "${token}", "role": "read"}]}`]) {
+    assert.throws(
+      () => parseTokenFile(text),
+      (err: Error) => err.name === 'TokenFileError' && !err.message.includes(token.slice(0, 6)),
+      text,
+    );
+  }
+});
