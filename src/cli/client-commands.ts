@@ -121,6 +121,8 @@ export async function runClientCommand(name: CommandName, parsed: ParsedCommand)
   const client = new FlexStoreClient({
     gateway: settings.gateway,
     timeoutMs: settings.timeoutMs,
+    // FLEXSTORE_TOKEN reaches settings.token through the option row; none given sends none.
+    token: settings.token ?? '',
     ...readClientTls(parsed.values),
     ...(settings.consistency ? { consistency: settings.consistency } : {}),
   });
@@ -128,7 +130,13 @@ export async function runClientCommand(name: CommandName, parsed: ParsedCommand)
     return await handler(client, parsed.positionals, parsed, settings.json);
   } catch (err) {
     if (err instanceof FlexStoreRequestError || err instanceof FlexStoreConnectionError) {
-      process.stderr.write(`error: ${err.message} (${err.code})\n`);
+      const hint =
+        err instanceof FlexStoreRequestError && err.status === 401
+          ? settings.token === undefined
+            ? '; the gateway needs a client token: set FLEXSTORE_TOKEN or give --token'
+            : '; the gateway does not accept this token'
+          : '';
+      process.stderr.write(`error: ${err.message} (${err.code})${hint}\n`);
       return 1;
     }
     throw err;

@@ -2,6 +2,7 @@ import { DEFAULT_GATEWAY, DEFAULT_TIMEOUT_MS } from '../client/index.js';
 import { defineOptions, opt, type ConfigOf } from '../cluster/option-spec.js';
 import { clusterSecret, clusterSecretFile, logLevel, registryUrl, replicationFactor } from '../cluster/shared-options.js';
 import { CONSISTENCY_LEVELS, gatewayOptions, type GatewayConfig } from '../gateway/config.js';
+import { TOKEN_ROLES } from '../gateway/tokens.js';
 import { defaultKvDataDir, kvOptions, type KvConfig } from '../kv/config.js';
 import { registryOptions, type RegistryConfig } from '../registry/config.js';
 import { UsageError, cliOptions, configFrom, type CommandSpec, type OptionValues } from './options.js';
@@ -12,7 +13,7 @@ import { UsageError, cliOptions, configFrom, type CommandSpec, type OptionValues
  * commands that start no server, from the rows below.
  */
 
-export type CommandName = 'registry' | 'kv' | 'gateway' | 'dev' | 'put' | 'get' | 'del' | 'ls' | 'status' | 'node' | 'certs';
+export type CommandName = 'registry' | 'kv' | 'gateway' | 'dev' | 'put' | 'get' | 'del' | 'ls' | 'status' | 'node' | 'certs' | 'token';
 
 const devOptions = defineOptions('dev', {
   registryPort: opt.port({ flag: 'registry-port', default: registryOptions.defaults.port, valueName: '<port>', doc: 'Registry port' }),
@@ -48,8 +49,21 @@ const certsOptions = defineOptions('certs', {
   force: opt.boolean({ flag: 'force', doc: 'Make a new CA even if <dir>/ca.key exists (by default it issues the new pair)' }),
 });
 
+const tokenOptions = defineOptions('token', {
+  name: opt.string({ flag: 'name', valueName: '<name>', doc: 'Name of the token in the file (shown in 403 answers), e.g. the application using it' }),
+  role: opt.enum(TOKEN_ROLES, { flag: 'role', valueName: '<role>', doc: `What the token may do: ${TOKEN_ROLES.join(', ')}` }),
+  prefix: opt.string({ flag: 'prefix', valueName: '<prefix>', doc: 'Key prefix the token is limited to; repeat for several (default: every key)' }),
+  json: opt.boolean({ flag: 'json', default: false, doc: 'Print {"token", "entry"} as JSON' }),
+});
+
 const clientOptions = defineOptions('client', {
   gateway: opt.url({ flag: 'gateway', env: 'FLEXSTORE_GATEWAY', default: DEFAULT_GATEWAY, valueName: '<url>', doc: 'Gateway base URL' }),
+  token: opt.string({
+    flag: 'token',
+    env: 'FLEXSTORE_TOKEN',
+    valueName: '<token>',
+    doc: 'Client token, sent as Authorization: Bearer (a gateway with AUTH_TOKENS_FILE needs one); prefer the variable, a flag shows in ps',
+  }),
   // Left unset, the request names none and the gateway applies its own default.
   consistency: opt.enum(CONSISTENCY_LEVELS, {
     flag: 'consistency',
@@ -165,6 +179,17 @@ export const commands: Readonly<Record<CommandName, CommandSpec>> = {
       json: clientOptions.rows.json,
       ...clientTlsRows,
     }),
+  },
+  token: {
+    name: 'token',
+    summary: 'Make a client token: `token create --name NAME --role ROLE [--prefix P]...` prints it once, and its entry for AUTH_TOKENS_FILE.',
+    args: 'create',
+    positionals: [1, 1],
+    options: cliOptions(tokenOptions.rows).map((o) => (o.flag === 'prefix' ? { ...o, multiple: true } : o)),
+    notes: [
+      'The token is printed once and kept nowhere: the entry holds only its SHA-256.',
+      "Add the entry to the gateway's token file; the gateway picks it up within a second, no restart.",
+    ],
   },
   certs: {
     name: 'certs',

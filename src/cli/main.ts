@@ -133,6 +133,11 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       process.exitCode = await runCertsCommand(parsed);
       return;
     }
+    case 'token': {
+      const { runTokenCommand } = await import('./token-command.js');
+      process.exitCode = await runTokenCommand(parsed);
+      return;
+    }
     case 'node': {
       const { runNodeCommand } = await import('./node-command.js');
       process.exitCode = await runNodeCommand(parsed);

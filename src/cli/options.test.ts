@@ -206,6 +206,19 @@ describe('validation', () => {
   });
 });
 
+describe('token create options', () => {
+  it('--prefix repeats; the token comes from --token or FLEXSTORE_TOKEN', () => {
+    const parsed = parseCommand(commands.token, ['create', '--name', 'app', '--role', 'read', '--prefix', 'a/', '--prefix', 'b/'], noEnv);
+    assert.deepEqual(parsed.values.prefix, ['a/', 'b/']);
+    assert.deepEqual(parseCommand(commands.token, ['create', '--name', 'app', '--role', 'read'], noEnv).values.prefix, []);
+    usageError(() => parseCommand(commands.token, ['create', '--role', 'owner'], noEnv), /--role/);
+    usageError(() => parseCommand(commands.token, ['create', '--prefix', ' '], noEnv), /--prefix/);
+    assert.equal(clientSettingsFrom(parseCommand(commands.get, ['k'], { FLEXSTORE_TOKEN: 'fs_x' }).values).token, 'fs_x');
+    assert.equal(clientSettingsFrom(parseCommand(commands.get, ['k', '--token', 'fs_y'], { FLEXSTORE_TOKEN: 'fs_x' }).values).token, 'fs_y');
+    assert.equal(clientSettingsFrom(parseCommand(commands.get, ['k'], noEnv).values).token, undefined);
+  });
+});
+
 describe('help', () => {
   it('--help and -h win over everything else', () => {
     assert.equal(parseCommand(commands.registry, ['--port', 'abc', '--help'], noEnv).help, true);

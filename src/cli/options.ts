@@ -26,6 +26,8 @@ export interface CliOption {
   valueName?: string;
   help: string;
   row: OptionRow<any>;
+  /** The flag may be repeated: its value is the list of every one given (flag only, never the environment). */
+  multiple?: boolean;
 }
 
 export interface CommandSpec {
@@ -84,10 +86,12 @@ type Source = { kind: 'flag' | 'env'; label: string };
  * without validating the rest, so help always works.
  */
 export function parseCommand(spec: CommandSpec, argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParsedCommand {
-  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+  const parseOptions: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     help: { type: 'boolean', short: 'h' },
   };
-  for (const o of spec.options) parseOptions[o.flag] = { type: o.kind === 'boolean' ? 'boolean' : 'string' };
+  for (const o of spec.options) {
+    parseOptions[o.flag] = { type: o.kind === 'boolean' ? 'boolean' : 'string', ...(o.multiple && { multiple: true }) };
+  }
 
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -95,7 +99,7 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: Re
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
-  const given = parsed.values as Record<string, string | boolean | undefined>;
+  const given = parsed.values as Record<string, string | boolean | string[] | undefined>;
   const explicit = new Set<string>();
   if (given.help) return { help: true, values: {}, positionals: parsed.positionals, explicit };
 
@@ -110,6 +114,16 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[], env: Re
   const values: OptionValues = {};
   for (const o of spec.options) {
     const flagValue = given[o.flag];
+    if (o.multiple) {
+      const list = Array.isArray(flagValue) ? flagValue : [];
+      values[o.flag] = list.map((raw) => {
+        const result = parseRaw(o.row, raw);
+        if ('expected' in result) throw new UsageError(`invalid --${o.flag} ${JSON.stringify(raw)}: ${result.expected}`);
+        return result.value;
+      });
+      if (list.length > 0) explicit.add(o.flag);
+      continue;
+    }
     if (o.kind === 'boolean') {
       // A boolean row is read from the environment only when it names a variable (METRICS_PUBLIC=true).
       const envRaw = o.env ? env[o.env] : undefined;

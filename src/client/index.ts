@@ -36,6 +36,12 @@ export interface FlexStoreClientOptions {
   /** PEM client certificate and key, for a gateway that requires one (TLS_CLIENT_AUTH=require). */
   cert?: string | Buffer;
   key?: string | Buffer;
+  /**
+   * Client token, sent as `Authorization: Bearer <token>` on every request
+   * (a gateway with AUTH_TOKENS_FILE refuses /kv and /batch without one).
+   * Default: the FLEXSTORE_TOKEN environment variable; '' sends none.
+   */
+  token?: string;
 }
 
 export interface ReadOptions {
@@ -146,6 +152,8 @@ export class FlexStoreClient {
   private readonly basePath: string;
   private readonly pool: Pool;
   private readonly presentsCert: boolean;
+  /** The Authorization header value, or undefined; kept out of every message this client makes. */
+  private readonly authorization: string | undefined;
   private closed = false;
 
   constructor(options: FlexStoreClientOptions = {}) {
@@ -160,6 +168,10 @@ export class FlexStoreClient {
     this.consistency = options.consistency;
     const tls = { ca: options.ca, cert: options.cert, key: options.key };
     this.presentsCert = options.cert !== undefined;
+    const token = options.token ?? process.env.FLEXSTORE_TOKEN ?? '';
+    // A line break would split the header: refuse it here rather than as an opaque undici error.
+    if (/[\r\n]/.test(token)) throw new TypeError('token must not contain a line break');
+    this.authorization = token === '' ? undefined : `Bearer ${token}`;
     this.pool = new Pool(url.origin, {
       connections: options.connections ?? 32,
       keepAliveTimeout: 10_000,
@@ -316,7 +328,7 @@ export class FlexStoreClient {
       const res = await this.pool.request({
         method: spec.method,
         path: this.basePath + spec.path + search,
-        headers: { accept: '*/*', ...spec.headers },
+        headers: { accept: '*/*', ...spec.headers, ...(this.authorization !== undefined && { authorization: this.authorization }) },
         body: spec.body,
         signal,
       });

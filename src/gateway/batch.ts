@@ -3,6 +3,7 @@ import { InvalidKey, InvalidRequest, PayloadTooLarge, normalizeError, toErrorBod
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import { checkKeyBytes } from '../cluster/http-wire.js';
 import type { Consistency } from '../cluster/types.js';
+import { checkBatchKeys } from './access.js';
 import type { Coordinator } from './coordinator.js';
 
 /**
@@ -17,7 +18,8 @@ import type { Coordinator } from './coordinator.js';
  * together.
  *
  * The whole body is checked before anything is written: one malformed item
- * rejects the batch with 400 (413 for an oversized value) naming the item.
+ * rejects the batch with 400 (413 for an oversized value) naming the item,
+ * and, with client tokens, one key outside the token's prefixes with 403.
  * Items are written in one go; a key given twice is written twice, and the
  * later item (the higher version) wins.
  */
@@ -107,6 +109,7 @@ export function registerBatchRoute(
   app.post('/batch', { bodyLimit: MAX_BATCH_BYTES }, async (req) => {
     const consistency = deps.consistencyOf(req.query);
     const items = parseBatch(req.body, deps.limits);
+    checkBatchKeys(req.clientToken, items.map((i) => i.key));
     const results = await writeBatch(deps.coordinator, items, consistency);
     const failed = results.filter((r) => !r.success).length;
     return { success: failed === 0, failed, results };

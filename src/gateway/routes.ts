@@ -3,6 +3,7 @@ import { InvalidRequest, KeyNotFound, Unavailable } from '../cluster/errors.js';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import { checkLimit, keyFromUrl } from '../cluster/http-wire.js';
 import type { Consistency } from '../cluster/types.js';
+import { listForToken } from './access.js';
 import { registerBatchRoute } from './batch.js';
 import type { GatewayConfig } from './config.js';
 import type { ClockReport } from './clock-skew.js';
@@ -113,7 +114,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     const limitRaw = stringParam(q, 'limit', '100');
     // Digits only: Number() alone would take '1e2' and ' 5'.
     const limit = checkLimit(/^\d+$/.test(limitRaw) ? Number(limitRaw) : NaN, MAX_LIST_LIMIT, { parameter: 'limit' });
-    return coordinator.list(prefix, after, limit);
+    return listForToken(req.clientToken, prefix, after, limit, (p, a, l) => coordinator.list(p, a, l));
   });
   // `/kv/` alone names no key.
   rejectOtherMethods(app, '/kv', ['GET']);

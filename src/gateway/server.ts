@@ -8,6 +8,8 @@ import { listenUrl } from '../cluster/listen-url.js';
 import { loadClusterSecurity } from '../cluster/security.js';
 import { watchSecretFile } from '../cluster/secret-reloader.js';
 import { clockReport } from './clock-skew.js';
+import { installClientAccess } from './access.js';
+import { loadTokenStore, watchTokenFile } from './token-store.js';
 import { httpScheme } from '../cluster/tls.js';
 import { checkBind } from '../cluster/bind-guard.js';
 import { defaultGatewayConfig, validateGatewayConfig, type GatewayConfig } from './config.js';
@@ -32,6 +34,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   validateGatewayConfig(config);
   const security = loadClusterSecurity(config);
   checkBind(config, security);
+  const tokens = config.authTokensFile === undefined ? undefined : loadTokenStore(config.authTokensFile);
   const gatewayId = config.gatewayId ?? `gw-${randomBytes(4).toString('hex')}`;
 
   // The body limit is the value limit; a little room for the rest is not
@@ -65,6 +68,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   const watcher = new MembershipWatcher({ registryUrl: config.registryUrl, log: app.log, security, now });
   // The watcher's latest answer, not the ClusterView: offsets change without a view change.
   const clocks = () => clockReport(watcher.view, gatewayId, watcher.registryClockOffsetMs, config.maxClockSkewMs);
+  installClientAccess(app, { tokens, metricsPublic: config.metricsPublic, maxKeyBytes: config.maxKeyBytes, registry: metrics.registry });
   registerRoutes(app, { config, gatewayId, view, coordinator, metrics, clocks });
 
   watcher.on('change', (v: MemberView) => {
@@ -89,6 +93,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = listenUrl(config.host, port, httpScheme(security));
   const secretReloader = watchSecretFile(security, { log: app.log });
+  const tokenReloader = tokens && watchTokenFile(tokens, { log: app.log, registry: metrics.registry });
   app.log.info({ url, gatewayId, registryUrl: config.registryUrl, n: config.replicationFactor }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
@@ -99,6 +104,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     close: () =>
       (closing ??= (async () => {
         secretReloader?.close();
+        tokenReloader?.close();
         await watcher.stop();
         await app.close();
         await hints.close();

@@ -54,13 +54,13 @@ export function parseTokenFile(text: string): TokenEntry[] {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new TokenFileError(`token file is not JSON: ${(err as Error).message}`);
+    throw new TokenFileError(`token file is not JSON: ${jsonProblem(err)}`);
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new TokenFileError('token file must be an object: {"tokens": [...]}');
   }
   const extra = Object.keys(doc).filter((k) => k !== 'tokens');
-  if (extra.length > 0) throw new TokenFileError(`token file has unknown field ${JSON.stringify(extra[0])}; only "tokens"`);
+  if (extra.length > 0) throw new TokenFileError(`token file has unknown field ${fieldName(extra[0]!)}; only "tokens"`);
   const list = (doc as { tokens?: unknown }).tokens;
   if (!Array.isArray(list)) throw new TokenFileError('token file needs a "tokens" array');
   const names = new Set<string>();
@@ -70,7 +70,7 @@ export function parseTokenFile(text: string): TokenEntry[] {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new TokenFileError(`${where} must be an object`);
     const r = raw as Record<string, unknown>;
     const unknown = Object.keys(r).find((k) => !ENTRY_FIELDS.has(k));
-    if (unknown !== undefined) throw new TokenFileError(`${where} has unknown field ${JSON.stringify(unknown)}`);
+    if (unknown !== undefined) throw new TokenFileError(`${where} has unknown field ${fieldName(unknown)}`);
     const { name, sha256, role, prefixes } = r;
     if (typeof name !== 'string' || name.trim() === '' || name.length > MAX_NAME) {
       throw new TokenFileError(`${where}.name must be a non-empty string of at most ${MAX_NAME} characters`);
@@ -101,6 +101,23 @@ export function parseTokenFile(text: string): TokenEntry[] {
     }
     return { name, sha256: Buffer.from(hex, 'hex'), role: role as TokenRole, prefixes: pre };
   });
+}
+
+/** The prefix of the tokens `flexstore token create` makes: recognisable in a leaked config or a secret scanner. */
+export const TOKEN_PREFIX = 'fs_';
+
+/**
+ * The syntax error without the excerpt of the text V8 puts in it (`..."[fs_abc"... is
+ * not valid JSON`): a token pasted into the file by mistake must not reach a log.
+ */
+function jsonProblem(err: unknown): string {
+  const message = (err as Error).message.replace(/,?\s*(\.\.\.)?".*$/s, '').trim();
+  return message === '' ? 'syntax error' : message;
+}
+
+/** An unknown field's name for a message, unless it could be a token pasted as a field name. */
+function fieldName(name: string): string {
+  return name.length <= 32 && !name.startsWith(TOKEN_PREFIX) ? JSON.stringify(name) : `(a name of ${name.length} characters)`;
 }
 
 /**
