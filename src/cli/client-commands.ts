@@ -83,7 +83,8 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
     const rows = members.map((m: Record<string, unknown>) => [
       String(m.id ?? ''),
       String(m.url ?? ''),
-      String(m.state ?? ''),
+      // The column stays one word for the usual case; a full disk is rare and must not be missed.
+      m.storage === 'full' ? `${String(m.state ?? '')}, storage full` : String(m.state ?? ''),
       String(m.phase ?? 'active'),
       formatOwnership(m.ownership),
       formatTransfer(m.transfer),
@@ -97,6 +98,10 @@ const handlers: Partial<Record<CommandName, ClientCommand>> = {
     if (typeof skew === 'string') print(`warning: ${skew}`);
     const waiting = members.filter((m: Record<string, unknown>) => m.phase === 'pending').map((m: Record<string, unknown>) => String(m.id));
     if (waiting.length > 0) print(`waiting for a join slot (MAX_JOINING): ${waiting.join(', ')}`);
+    const full = members.filter((m: Record<string, unknown>) => m.storage === 'full').map((m: Record<string, unknown>) => String(m.id));
+    if (full.length > 0) {
+      print(`warning: storage full on ${full.join(', ')}: refusing writes, serving reads; free space in its data dir (docs/operations.md, "A full disk")`);
+    }
     return 0;
   },
 };

@@ -144,12 +144,12 @@ function parseView(obj: Record<string, unknown>): MemberView {
   return view;
 }
 
-/** Two views differ for a watcher when index, epoch, ids, urls, states or phases differ (heartbeat times do not count). */
+/** Two views differ for a watcher when index, epoch, ids, urls, states, phases, ports or storage states differ (heartbeat times do not count). */
 function sameView(a: MemberView, b: MemberView): boolean {
   if (a.index !== b.index || a.epoch !== b.epoch || a.members.length !== b.members.length) return false;
   return a.members.every((m, i) => {
     const o = b.members[i]!;
-    return m.id === o.id && m.url === o.url && m.state === o.state && m.phase === o.phase && m.tcpPort === o.tcpPort;
+    return m.id === o.id && m.url === o.url && m.state === o.state && m.phase === o.phase && m.tcpPort === o.tcpPort && m.storage === o.storage;
   });
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InvalidKey, ReplicaUnreachable } from '../cluster/errors.js';
+import { InvalidKey, ReplicaUnreachable, StorageFull, peerError } from '../cluster/errors.js';
 import { HybridClock } from '../cluster/hlc.js';
 import type { ReplicaTransport } from '../cluster/transport.js';
 import type { Member } from '../cluster/types.js';
@@ -44,6 +44,27 @@ test('an unreachable replica is suspected', async () => {
   const { view, coord } = coordinator(failingTransport((url) => new ReplicaUnreachable(url, 'PUT failed: ECONNREFUSED')));
   await assert.rejects(coord.put('k', Buffer.from('v'), 'text/plain', 'quorum'), /needs 2 replica/);
   for (const m of members) assert.equal(view.isSuspect(m.url), true, m.id);
+});
+
+test('a replica whose storage is full fails the write but is not suspected: the others make the quorum', async () => {
+  const fullUrl = members[0]!.url;
+  // As a transport raises it from a 507 STORAGE_FULL answer (errors.ts peerError).
+  const refusal = peerError(fullUrl, 'PUT answered 507: STORAGE_FULL storage cannot commit (ENOSPC)', 'STORAGE_FULL');
+  assert.ok(refusal instanceof ReplicaUnreachable && refusal.cause instanceof StorageFull);
+  const transport: ReplicaTransport = {
+    ...partlyDeadTransport(new Set()),
+    put: async (url, _key, rec) => (url === fullUrl ? Promise.reject(refusal) : { applied: true, version: rec.version }),
+  };
+  const { view, coord } = coordinator(transport);
+  const res = await coord.put('k', Buffer.from('v'), 'text/plain', 'quorum');
+  assert.ok(!res.replicas.includes(members[0]!.id));
+  await assert.rejects(coord.put('k', Buffer.from('v'), 'text/plain', 'all'), (err: unknown) => {
+    const replicas = (err as { details: { replicas: Array<{ id: string; ok: boolean; code?: string }> } }).details.replicas;
+    assert.deepEqual(replicas.filter((r) => !r.ok).map((r) => [r.id, r.code]), [[members[0]!.id, 'STORAGE_FULL']]);
+    return true;
+  });
+  await new Promise((r) => setImmediate(r));
+  for (const m of members) assert.equal(view.isSuspect(m.url), false, m.id);
 });
 
 /** Succeeds on every replica but those in `dead`, which are unreachable. */

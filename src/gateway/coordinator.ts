@@ -1,6 +1,6 @@
 import type { HybridClock } from '../cluster/hlc.js';
 import { countedTargets, requiredReplicas } from '../cluster/consistency.js';
-import { FlexStoreError, NoMembers, QuorumNotMet, ReplicaUnreachable } from '../cluster/errors.js';
+import { FlexStoreError, NoMembers, QuorumNotMet, ReplicaUnreachable, StorageFull } from '../cluster/errors.js';
 import type { Logger } from '../cluster/logger.js';
 import type { ReplicaTransport, ListEntry } from '../cluster/transport.js';
 import type { Consistency, Member, ReplicaRecord } from '../cluster/types.js';
@@ -53,6 +53,9 @@ export interface WriteResult {
  * - A replica that failed a write it should have taken is remembered as a
  *   hint on one that took it; the hint holder delivers the key when the
  *   failed replica is back (hinted handoff). Anti-entropy covers the rest.
+ * - A replica whose storage is full answers writes 507 STORAGE_FULL: a
+ *   failed replica for the write's quorum (and hinted like any other), but
+ *   not a suspect one, since it serves reads as before.
  */
 export class Coordinator {
   private rotation = 0;
@@ -238,8 +241,10 @@ export class Coordinator {
         return v;
       },
       (err: unknown) => {
-        // A replica that refused the request itself (a 4xx) is up: only an unreachable one is suspect.
-        if (err instanceof ReplicaUnreachable) this.view.markFailure(m.url);
+        // A replica that refused the request itself (a 4xx) is up: only an
+        // unreachable one is suspect. So is one whose storage is full: it
+        // failed the write but serves reads, and a suspect is read from last.
+        if (err instanceof ReplicaUnreachable && !(err.cause instanceof StorageFull)) this.view.markFailure(m.url);
         this.metrics.replicaResult(op, m.id, false);
         this.opts.log.debug({ err, node: m.id, op }, 'replica request failed');
         throw err;
@@ -255,7 +260,7 @@ export class Coordinator {
         ...res.failed.map((f) => ({
           id: f.member.id,
           ok: false,
-          ...(f.error instanceof FlexStoreError && { code: f.error.code }),
+          ...(codeOf(f.error) && { code: codeOf(f.error) }),
           error: f.error instanceof Error ? f.error.message : String(f.error),
         })),
       ],
@@ -263,3 +268,9 @@ export class Coordinator {
   }
 }
 
+/** The FlexStore code of a replica's failure: its own, or the one a replica answered with (STORAGE_FULL, say). */
+function codeOf(err: unknown): string | undefined {
+  if (err instanceof FlexStoreError) return err.code;
+  if (err instanceof ReplicaUnreachable && err.cause instanceof FlexStoreError) return err.cause.code;
+  return undefined;
+}

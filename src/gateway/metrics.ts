@@ -70,7 +70,7 @@ export class GatewayMetrics {
     this.versionsRefused.inc({ path: 'read' }, 0);
     this.members = new Gauge({
       name: 'flexstore_members',
-      help: 'KV servers in the gateway view, by state',
+      help: 'KV servers in the gateway view, by state (up, down; pending, joining, leaving; storage_full: refusing writes, serving reads)',
       labelNames: ['state'],
       registers: [this.registry],
     });

@@ -157,6 +157,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
         url: m.url,
         state: m.state,
         phase: m.phase ?? 'active',
+        storage: m.storage ?? 'ok',
         suspect: view.isSuspect(m.url, now),
         lastHeartbeat: m.lastHeartbeat,
         ownership: ownership[m.id] ?? 0,
@@ -170,10 +171,11 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   rejectOtherMethods(app, '/cluster', ['GET']);
 
   app.get('/metrics', async (_req, reply) => {
-    const states: Record<string, number> = { up: 0, down: 0, pending: 0, joining: 0, leaving: 0 };
+    const states: Record<string, number> = { up: 0, down: 0, pending: 0, joining: 0, leaving: 0, storage_full: 0 };
     for (const m of view.allMembers()) {
       states[m.state]!++;
       if (m.phase === 'pending' || m.phase === 'joining' || m.phase === 'leaving') states[m.phase]!++;
+      if (m.storage === 'full') states.storage_full!++;
     }
     for (const [state, n] of Object.entries(states)) metrics.members.set({ state }, n);
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -51,6 +51,12 @@ import { classifyArcs, markCompared, mergePieces, planPass } from './repair-plan
  * 650 GET/s against 13,625 with it.) An arc empty on one side is not cut:
  * everything in it moves anyway.
  *
+ * A full disk (storage-health.ts): while this server's storage cannot
+ * commit, passes and purges are skipped (what it would pull it cannot store;
+ * its peers still pull from it); a peer reported full (`storage: "full"` in
+ * the view) is compared and pulled from but sent nothing. Once the storage
+ * commits again the view changes, which starts a pass.
+ *
  * Known gap: two owners of a range may repair the same keys at once in both
  * directions (harmless, last-writer-wins, but the bytes are sent twice).
  */
@@ -82,6 +88,7 @@ export class AntiEntropy {
   private readonly abort = new AbortController();
   private lastPurge = 0;
   private syncedEpoch = 0;
+  private pausedForStorage = false;
   private rangesTotal = 0;
   private rangesDone = 0;
   private keysMoved = 0;
@@ -100,7 +107,7 @@ export class AntiEntropy {
     this.view = view;
     const sig = JSON.stringify([
       view.epoch ?? 0,
-      view.members.map((m) => [m.id, m.url, m.phase ?? 'active', m.state]).sort(),
+      view.members.map((m) => [m.id, m.url, m.phase ?? 'active', m.state, m.storage ?? 'ok']).sort(),
     ]);
     if (sig === this.signature) return;
     this.signature = sig;
@@ -131,7 +138,9 @@ export class AntiEntropy {
     while (!signal.aborted) {
       this.rerun = false;
       const view = this.view;
-      if (view) {
+      if (view && this.storageFull()) {
+        // Nothing runs: a pass would fetch records only to be refused, and a purge is a write.
+      } else if (view) {
         try {
           await this.pass(view);
           await this.maybePurge(view);
@@ -151,6 +160,15 @@ export class AntiEntropy {
       });
       this.wake = null;
     }
+  }
+
+  /** True while this server's storage refuses writes; says so once per spell. */
+  private storageFull(): boolean {
+    const full = this.opts.storage.health.state === 'full';
+    if (full && !this.pausedForStorage) this.opts.log.warn({}, 'anti-entropy paused: this server\'s storage cannot commit');
+    else if (!full && this.pausedForStorage) this.opts.log.info({}, 'anti-entropy resumed: the storage commits again');
+    this.pausedForStorage = full;
+    return full;
   }
 
   private async pass(view: MemberView): Promise<void> {
@@ -274,7 +292,8 @@ export class AntiEntropy {
     const worker = async () => {
       while (next < merged.length) {
         const r = merged[next++]!;
-        await repairRange(r, storage, client, peer.url, transfer, signal);
+        // A peer whose storage is full refuses what it is sent: only pull from it.
+        await repairRange(peer.storage === 'full' ? { ...r, push: false } : r, storage, client, peer.url, transfer, signal);
         for (const i of r.arcs) {
           const n = left.get(i)! - 1;
           left.set(i, n);

@@ -23,6 +23,9 @@ import type { RepairClient } from './repair-client.js';
  * - A delivery failure keeps the hints and is retried on the next tick; it is
  *   logged once per target until a delivery succeeds.
  * - Hints for keys this server no longer holds (purged) are dropped.
+ * - A target reported with `storage: "full"` gets nothing until it reports
+ *   ok again (it would refuse the records); while this server's own storage
+ *   is full no round runs (delivered hints could not be deleted).
  */
 
 const TICK_MS = 500;
@@ -64,7 +67,7 @@ export class HintDelivery {
   /** One round over every target (exposed for tests); resolves with how many hints were delivered. */
   async deliverAll(): Promise<number> {
     const view = this.opts.view();
-    if (!view) return 0;
+    if (!view || this.opts.storage.health.state === 'full') return 0;
     const { storage, selfId } = this.opts;
     let delivered = 0;
     for (const target of storage.hints.targets()) {
@@ -78,7 +81,7 @@ export class HintDelivery {
         }
         continue;
       }
-      if (member.state !== 'up') continue;
+      if (member.state !== 'up' || member.storage === 'full') continue;
       delivered += await this.deliverTo(target, member.url);
     }
     return delivered;

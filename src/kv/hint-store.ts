@@ -38,6 +38,8 @@ export class HintStore {
     /** The version held for key, read inside the caller's transaction. */
     private readonly versionOf: (key: string) => string | undefined,
     private readonly maxKeyBytes: number,
+    /** Runs each commit; the storage's refuses them while its disk is full (storage-health.ts). */
+    private readonly commit: <T>(write: () => Promise<T>) => Promise<T> = (write) => write(),
   ) {}
 
   /** Stores a hint per key for target, durably; resolves with how many were stored. */
@@ -50,12 +52,14 @@ export class HintStore {
       return { key, hintKey: Buffer.concat([prefix, encodeKey(key)]) };
     });
     if (hintKeys.length === 0) return 0;
-    return this.db.transaction(() => {
-      for (const { key, hintKey } of hintKeys) {
-        void this.db.put(hintKey, Buffer.from(this.versionOf(key) ?? '', 'latin1'));
-      }
-      return hintKeys.length;
-    });
+    return this.commit(() =>
+      this.db.transaction(() => {
+        for (const { key, hintKey } of hintKeys) {
+          void this.db.put(hintKey, Buffer.from(this.versionOf(key) ?? '', 'latin1'));
+        }
+        return hintKeys.length;
+      }),
+    );
   }
 
   /** Ids that have hints, one index seek per id. */
@@ -99,17 +103,19 @@ export class HintStore {
     const prefix = targetPrefix(target);
     const items = delivered.map((d) => ({ hintKey: Buffer.concat([prefix, encodeKey(d.key)]), version: d.version }));
     if (items.length === 0) return 0;
-    return this.db.transaction(() => {
-      let removed = 0;
-      for (const { hintKey, version } of items) {
-        const stored = this.db.get(hintKey);
-        if (stored === undefined) continue;
-        if (version !== null && stored.toString('latin1') > version) continue;
-        void this.db.remove(hintKey);
-        removed++;
-      }
-      return removed;
-    });
+    return this.commit(() =>
+      this.db.transaction(() => {
+        let removed = 0;
+        for (const { hintKey, version } of items) {
+          const stored = this.db.get(hintKey);
+          if (stored === undefined) continue;
+          if (version !== null && stored.toString('latin1') > version) continue;
+          void this.db.remove(hintKey);
+          removed++;
+        }
+        return removed;
+      }),
+    );
   }
 
   /** Deletes every hint for target (a member that left the ring). Resolves with the count. */

@@ -26,11 +26,16 @@ import { REFUSAL_REASONS } from '../cluster/cluster-auth.js';
  *                                             and read repair), sync_apply (peers' pushes and
  *                                             hints), sync_pull, sync_stream (records this
  *                                             server took from peers)
+ *   flexstore_storage_full                    1 while the storage cannot commit (disk full, I/O
+ *                                             error, LMDB map full) and writes are refused; else 0
+ *   flexstore_storage_writes_refused_total{path}
+ *                                             writes refused with 507 STORAGE_FULL, by path: the
+ *                                             paths above, hints and purge (tombstone purge)
  *   flexstore_auth_refused_total{reason}      internal requests and replica connections refused
  *                                             for their credential (cluster-auth.ts REFUSAL_REASONS)
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
- * The two gauges read storage when scraped, so they cost nothing between scrapes.
+ * The gauges read storage when scraped, so they cost nothing between scrapes.
  */
 export class KvMetrics {
   readonly registry = new Registry();
@@ -41,6 +46,7 @@ export class KvMetrics {
   readonly hintRounds: Counter;
   readonly tombstonesPurged: Counter;
   readonly versionsRefused: Counter<'path'>;
+  readonly storageRefused: Counter<'path'>;
   readonly authRefused: Counter<'reason'>;
   readonly secretReloads: Counter<'outcome'>;
 
@@ -102,6 +108,21 @@ export class KvMetrics {
       registers,
     });
     for (const path of WRITE_SOURCES) this.versionsRefused.inc({ path }, 0);
+    new Gauge({
+      name: 'flexstore_storage_full',
+      help: 'Whether the storage cannot commit (disk full, I/O error, LMDB map full): 1 while writes are refused with STORAGE_FULL',
+      registers,
+      collect() {
+        this.set(storage.health.state === 'full' ? 1 : 0);
+      },
+    });
+    this.storageRefused = new Counter({
+      name: 'flexstore_storage_writes_refused_total',
+      help: 'Writes refused with 507 STORAGE_FULL because the storage could not commit, by path',
+      labelNames: ['path'],
+      registers,
+    });
+    for (const path of [...WRITE_SOURCES, 'hints', 'purge']) this.storageRefused.inc({ path }, 0);
     this.authRefused = new Counter({
       name: 'flexstore_auth_refused_total',
       help: 'Internal requests and replica connections refused for a missing or bad cluster credential, by reason',

@@ -23,11 +23,16 @@ import type { Storage } from './storage.js';
  * and versions included; it does no placement, quorum or clock work. Clients
  * cannot write around versioning through it: every write carries a version
  * and only a newer one applies, and none more than MAX_CLOCK_SKEW ahead of
- * this server's clock (409 VERSION_FROM_FUTURE; storage.ts). Beside the protocol's routes it serves:
+ * this server's clock (409 VERSION_FROM_FUTURE; storage.ts). While the storage
+ * cannot commit, every write is answered 507 STORAGE_FULL and reads go on
+ * (storage-health.ts). Beside the protocol's routes it serves:
  *
  *   GET  /health, /health-check[?gc=1]
- *                             200 {"status": "ok", "id", "keys", "memory": {rss,
- *                             heapUsed, heapTotal, external, arrayBuffers}} (bytes).
+ *                             200 {"status": "ok", "id", "keys", "storage": "ok"|"full",
+ *                             "memory": {rss, heapUsed, heapTotal, external,
+ *                             arrayBuffers}} (bytes). storage "full": the storage
+ *                             cannot commit; writes are refused with 507
+ *                             STORAGE_FULL, reads are served (storage-health.ts).
  *                             gc=1 collects garbage first when the process runs
  *                             with --expose-gc (the scale benchmark reads the live
  *                             heap so); otherwise it is ignored.
@@ -87,7 +92,9 @@ export function registerReplicaApi(app: FastifyInstance, opts: ReplicaApiOptions
     if (gc && (req.query as Record<string, unknown>).gc === '1') gc();
     const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
     const memory = { rss, heapUsed, heapTotal, external, arrayBuffers };
-    return reply.code(200).send({ status: 'ok', id: nodeId, keys: storage.count(), memory });
+    const full = storage.health.state === 'full';
+    const state = full ? { storage: 'full', storageFullSince: storage.health.since, storageError: storage.health.fullCause } : { storage: 'ok' };
+    return reply.code(200).send({ status: 'ok', id: nodeId, keys: storage.count(), ...state, memory });
   };
   app.get('/health', health);
   app.get('/health-check', health);

@@ -71,6 +71,18 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     // Routine anti-entropy passes leave writes younger than this to the next pass (recent-changes.ts).
     settleWindowMs: Math.min(MAX_SETTLE_WINDOW_MS, Math.floor(cfg.antiEntropyIntervalMs / 2)),
     onSyncError: (err) => app.log.error({ err }, 'periodic fsync failed; retrying at the next interval'),
+    storageProbeMs: cfg.storageProbeMs,
+    onStorageState: (state, cause) => {
+      if (state === 'full') {
+        app.log.error(
+          { dataDir: cfg.dataDir, cause, probeMs: cfg.storageProbeMs },
+          'storage cannot commit: refusing writes (507 STORAGE_FULL) and serving reads until a probe commit succeeds; free space in the data dir',
+        );
+      } else {
+        app.log.warn({ dataDir: cfg.dataDir }, 'storage commits again: taking writes');
+      }
+    },
+    onWriteRefused: (path) => metrics.storageRefused.inc({ path }),
   });
   const app = createHttpServer({
     logLevel: cfg.logLevel,
@@ -161,7 +173,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     log: app.log,
     security,
     // clock_ms: the registry compares it with its own clock (clock skew in /cluster).
-    report: () => ({ transfer: progress(), tcp_port: tcpAdvertised, clock_ms: now() }),
+    // storage: "full" tells the registry, and through it gateways and peers, that writes are refused here.
+    report: () => ({ transfer: progress(), tcp_port: tcpAdvertised, clock_ms: now(), storage: storage.health.state }),
     // The registry refuses a member it removed or that was down past the
     // tombstone grace: its data may hold deletes the others have purged, so
     // serving it could bring deleted values back. Stop rather than serve.

@@ -11,6 +11,7 @@ import { HashIndex, type DigestDelta, type IndexWrite, type Migration } from './
 import { HINT_KEY_OVERHEAD, HintStore } from './hint-store.js';
 import { openLayout } from './storage-layout.js';
 import { PeriodicSync } from './periodic-sync.js';
+import { StorageHealth, installCommitFailureFilter, settleCommitError, type StorageState, type WritePath } from './storage-health.js';
 import { RecordCodec, encodeRecord, encodedKeyBytes, keyCodec, recordHeader } from './record-codec.js';
 
 export type { HashScanOptions } from './hash-index-codec.js';
@@ -42,11 +43,19 @@ export type { HashScanOptions } from './hash-index-codec.js';
  *   refused. A peer holding one such record must not stop a whole range from
  *   repairing. Each refusal is reported to onVersionRefused with its source.
  *   Known gap: a record stored before this check existed keeps its version.
+ * - Every commit goes through `health` (storage-health.ts): once a commit
+ *   fails because the disk is full (or an I/O error, or LMDB's map is full),
+ *   every write path rejects with StorageFull, without trying to commit,
+ *   until a probe commit succeeds; reads go on. A failed commit changes
+ *   nothing already committed.
  */
 
 const MAX_CONTENT_TYPE_BYTES = 0xffff;
 /** Records a purge examines per read before yielding to the event loop. */
 const PURGE_SCAN_CHUNK = 10_000;
+/** The meta key the storage probe writes and removes, and the size of its value: a commit that needs some room. */
+const PROBE_KEY = 'storage-probe';
+const PROBE_BYTES = 64 * 1024;
 
 /**
  * How commits reach the disk.
@@ -79,6 +88,12 @@ export interface StorageOptions {
   maxClockSkewMs?: number;
   /** Told of every version refused as from the future, with the path it came by. Default: ignored. */
   onVersionRefused?: (source: WriteSource, count: number) => void;
+  /** While the storage cannot commit, time between probe commits (STORAGE_PROBE_MS). Default 5 s. */
+  storageProbeMs?: number;
+  /** Told when the storage turns full (with the error code that made it so) and ok again. Default: ignored. */
+  onStorageState?: (state: StorageState, cause?: string) => void;
+  /** Told of every write refused with StorageFull, by path (a WriteSource, 'hints' or 'purge'). Default: ignored. */
+  onWriteRefused?: (path: WritePath) => void;
 }
 
 /**
@@ -123,6 +138,8 @@ interface PreparedWrite {
 
 export class Storage {
   readonly hints: HintStore;
+  /** Whether commits are taken; see storage-health.ts. */
+  readonly health: StorageHealth;
   /** Largest encoded key accepted: LMDB's key limit less a hint key's prefix (1913 bytes by default). */
   readonly maxKeyBytes: number;
   private readonly hashIndex: HashIndex;
@@ -136,6 +153,7 @@ export class Storage {
   private constructor(
     private readonly root: RootDatabase,
     private readonly records: Database<ReplicaRecord, string>,
+    private readonly meta: Database<unknown, string>,
     dbs: { index: Database<Buffer, Buffer>; hints: Database<Buffer, Buffer> },
     private readonly codec: RecordCodec,
     /** The one-time migration open() ran, for the caller to log; null when none. */
@@ -148,7 +166,13 @@ export class Storage {
     const settleWindowMs = opts.settleWindowMs ?? 0;
     this.maxKeyBytes = (records as unknown as { maxKeySize: number }).maxKeySize - HINT_KEY_OVERHEAD;
     this.hashIndex = new HashIndex(dbs.index, { header: (key) => this.headerOf(key) }, (visit) => this.eachHeader(visit), settleWindowMs);
-    this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes);
+    this.health = new StorageHealth({
+      probe: () => this.probeCommit(),
+      probeMs: opts.storageProbeMs ?? defaultKvConfig.storageProbeMs,
+      ...(opts.onStorageState && { onChange: opts.onStorageState }),
+      ...(opts.onWriteRefused && { onRefused: opts.onWriteRefused }),
+    });
+    this.hints = new HintStore(dbs.hints, (key) => this.headerOf(key)?.version, this.maxKeyBytes, (write) => this.health.commit('hints', write));
   }
 
   /** Opens (creating if needed) the environment in dir, migrating an older layout. Synchronous. */
@@ -158,12 +182,16 @@ export class Storage {
     if (sync !== 'commit' && sync !== 'interval') throw new Error(`sync must be commit or interval, got ${JSON.stringify(sync)}`);
     if (!(Number.isInteger(syncIntervalMs) && syncIntervalMs >= 1)) throw new Error(`syncIntervalMs must be a positive integer, got ${syncIntervalMs}`);
     mkdirSync(dir, { recursive: true });
+    installCommitFailureFilter();
     // overlappingSync off: with sync 'commit' every commit is fsynced before
     // its promise resolves, so a resolved put is on disk with no second
     // promise to track (and overlapping the fsync with the next commit was
     // measured to save nothing: the fsync's kernel CPU is the cost).
     // noSync only for 'interval', whose timer does the fsyncs.
-    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8, overlappingSync: false, noSync: sync === 'interval' });
+    // useWritemap off (lmdb-js's default, spelled out): through a writable
+    // map a full disk is a SIGBUS that kills the process; with plain writes
+    // it is a failed commit (storage-health.ts).
+    const root = open({ path: join(dir, 'flexstore.mdb'), maxDbs: 8, overlappingSync: false, noSync: sync === 'interval', useWritemap: false });
     try {
       const meta = root.openDB<unknown, string>({ name: 'meta' });
       const codec = new RecordCodec();
@@ -173,8 +201,14 @@ export class Storage {
       const index = root.openDB<Buffer, Buffer>({ name: 'hash-index', keyEncoding: 'binary', encoding: 'binary' });
       const hints = root.openDB<Buffer, Buffer>({ name: 'hints', keyEncoding: 'binary', encoding: 'binary' });
       const migration = openLayout(dir, meta, () => HashIndex.build(root, records, index));
-      const storage = new Storage(root, records, { index, hints }, codec, migration, opts);
-      if (sync === 'interval') storage.periodic = new PeriodicSync(() => storage.syncEnv(), syncIntervalMs, opts.onSyncError);
+      const storage = new Storage(root, records, meta, { index, hints }, codec, migration, opts);
+      if (sync === 'interval') {
+        // A failed fsync (EIO, ENOSPC on delayed allocation) means the disk is not taking writes either.
+        storage.periodic = new PeriodicSync(() => storage.syncEnv(), syncIntervalMs, (err) => {
+          void storage.health.observe(err);
+          opts.onSyncError?.(err);
+        });
+      }
       return storage;
     } catch (err) {
       void root.close();
@@ -213,7 +247,7 @@ export class Storage {
     // The callback runs inside the batch's write transaction, serialised with
     // every other write, so read-compare-write is atomic. It resolves after the
     // (synced) commit, including for a write that was not applied.
-    const { applied, version, delta } = await this.records.transaction(() => this.writeInTxn(w));
+    const { applied, version, delta } = await this.health.commit(source, () => this.records.transaction(() => this.writeInTxn(w)));
     if (delta) this.hashIndex.committed([delta]);
     return { applied, version };
   }
@@ -228,7 +262,7 @@ export class Storage {
   async putMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>, source: WriteSource = 'sync_apply'): Promise<BatchResult> {
     const { admitted: writes, refused } = this.admit(items.map(({ key, rec }) => this.prepare(key, rec)), source);
     if (writes.length === 0) return { applied: 0, refused };
-    return { applied: await this.writePrepared(writes), refused };
+    return { applied: await this.health.commit(source, () => this.writePrepared(writes)), refused };
   }
 
   /** Last-writer-wins writes in one transaction; resolves with how many were applied. */
@@ -256,7 +290,7 @@ export class Storage {
    */
   async insertMany(items: ReadonlyArray<{ key: string; rec: ReplicaRecord }>, source: WriteSource = 'sync_stream'): Promise<BatchResult> {
     const { admitted, refused } = this.admit(items.map(({ key, rec }) => this.prepare(key, rec)), source);
-    return { applied: await this.insertPrepared(admitted), refused };
+    return { applied: await this.insertPrepared(admitted, source), refused };
   }
 
   /**
@@ -286,7 +320,7 @@ export class Storage {
       writes.push({ key, version: header.version, record, index: HashIndex.prepare(key, header.version) });
     }
     const { admitted, refused } = this.admit(writes, source);
-    return { applied: await this.insertPrepared(admitted), refused };
+    return { applied: await this.insertPrepared(admitted, source), refused };
   }
 
   /** The writes whose versions are not from the future; the others are counted as refused. */
@@ -303,10 +337,16 @@ export class Storage {
     return ahead !== undefined && ahead > this.maxClockSkewMs ? ahead : undefined;
   }
 
-  private async insertPrepared(writes: PreparedWrite[]): Promise<number> {
+  private async insertPrepared(writes: PreparedWrite[], source: WriteSource): Promise<number> {
     if (writes.length === 0) return 0;
+    return this.health.commit(source, () => this.insertPreparedNow(writes));
+  }
+
+  private async insertPreparedNow(writes: PreparedWrite[]): Promise<number> {
     const deltas: Array<DigestDelta | undefined> = new Array(writes.length);
-    const inserted = await Promise.all(
+    // Settled one by one: when a commit fails (a full disk) the inserts of
+    // commits that did succeed must still reach the digest cache.
+    const inserted = await Promise.allSettled(
       writes.map((w, i) =>
         this.records.ifNoExists(w.key, () => {
           void this.records.put(w.key, w.record);
@@ -316,8 +356,19 @@ export class Storage {
     );
     const done: DigestDelta[] = [];
     const rest: PreparedWrite[] = [];
-    inserted.forEach((ok, i) => (ok ? done.push(deltas[i]!) : rest.push(writes[i]!)));
+    let failure: PromiseRejectedResult | undefined;
+    inserted.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        failure ??= r;
+        settleCommitError(r.reason);
+      } else if (r.value) {
+        done.push(deltas[i]!);
+      } else {
+        rest.push(writes[i]!);
+      }
+    });
     this.hashIndex.committed(done);
+    if (failure) throw failure.reason;
     let applied = done.length;
     if (rest.length > 0) applied += await this.writePrepared(rest);
     return applied;
@@ -408,17 +459,19 @@ export class Storage {
       const { found, next } = this.tombstonesBefore(olderThanWallMs, after);
       after = next;
       if (found.length === 0) continue;
-      const deltas = await this.records.transaction(() => {
-        const out: DigestDelta[] = [];
-        for (const c of found) {
-          // The record is the authority: a key written again since the scan is kept.
-          const held = this.headerOf(c.key);
-          if (!held?.tombstone || held.version !== c.version) continue;
-          void this.records.remove(c.key);
-          out.push(this.hashIndex.remove(c.key, held.version));
-        }
-        return out;
-      });
+      const deltas = await this.health.commit('purge', () =>
+        this.records.transaction(() => {
+          const out: DigestDelta[] = [];
+          for (const c of found) {
+            // The record is the authority: a key written again since the scan is kept.
+            const held = this.headerOf(c.key);
+            if (!held?.tombstone || held.version !== c.version) continue;
+            void this.records.remove(c.key);
+            out.push(this.hashIndex.remove(c.key, held.version));
+          }
+          return out;
+        }),
+      );
       this.hashIndex.committed(deltas);
       removed += deltas.length;
     } while (after !== undefined);
@@ -453,10 +506,12 @@ export class Storage {
   /** Waits for in-flight writes (and with sync 'interval' one last fsync), then closes the environment. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.health.close();
       if (this.periodic) {
         const inFlight = this.periodic.stop();
         this.periodic = null;
-        await this.root.flushed;
+        // A commit that failed was answered to its writer; what matters here is the fsync below.
+        await this.root.flushed.then(undefined, () => {});
         await inFlight;
         await this.syncEnv();
       }
@@ -470,6 +525,17 @@ export class Storage {
    * sync 'commit' (it already is); with 'interval' an fsync off the event loop.
    */
   async fsync(): Promise<void> {
+    if (this.periodic) await this.syncEnv();
+  }
+
+  /**
+   * The storage probe: a commit of PROBE_BYTES and one that removes them
+   * (with sync 'interval' an fsync too), so it succeeds only when the disk
+   * has some room again, and leaves nothing behind.
+   */
+  private async probeCommit(): Promise<void> {
+    await this.meta.put(PROBE_KEY, Buffer.alloc(PROBE_BYTES, 0x5a));
+    await this.meta.remove(PROBE_KEY);
     if (this.periodic) await this.syncEnv();
   }
 

@@ -11,7 +11,9 @@ import { deriveMemberId } from './member-id.js';
  * and an `index` that watchers block on.
  *
  * `index` increases by one on every change a watcher cares about: a member
- * joins, leaves, is replaced, changes url, or goes up/down. A heartbeat that
+ * joins, leaves, is replaced, changes url, goes up/down, or reports its
+ * storage full or ok again (gateways and peers stop sending it writes they
+ * know it refuses, and resume). A heartbeat that
  * changes nothing but lastHeartbeat leaves it alone, so a quiet cluster does
  * not wake every gateway once a second.
  *
@@ -72,6 +74,8 @@ export interface RegisterRequest {
   tcpPort?: number;
   /** The member's clock minus the registry's, as this heartbeat showed it. */
   clockOffsetMs?: number;
+  /** Whether the member's storage takes commits, as it reports it; absent from servers that do not report it. */
+  storage?: 'ok' | 'full';
   /** The request proved the cluster secret (req.clusterAuth === 'member'). */
   authenticated?: boolean;
 }
@@ -260,6 +264,8 @@ export class MemberTable {
     if (req.clockOffsetMs !== undefined) member.clockOffsetMs = req.clockOffsetMs;
     if (req.tcpPort === undefined) delete member.tcpPort;
     else member.tcpPort = req.tcpPort;
+    if (req.storage === undefined) delete member.storage;
+    else member.storage = req.storage;
 
     this.membershipMoved();
     this.settle(now);
@@ -270,7 +276,7 @@ export class MemberTable {
     return result;
   }
 
-  /** A known member at its own url: O(1) unless its liveness, port or synced epoch moved. */
+  /** A known member at its own url: O(1) unless its liveness, port, storage state or synced epoch moved. */
   private heartbeat(member: Member, req: RegisterRequest, now: number): RegisterResult {
     let changed = false;
     let membershipChanged = false;
@@ -298,6 +304,14 @@ export class MemberTable {
       // Gateways must learn a new replica port at once: it changes how they reach the member.
       if (req.tcpPort === undefined) delete member.tcpPort;
       else member.tcpPort = req.tcpPort;
+      changed = true;
+    }
+    if (req.storage !== member.storage) {
+      const was = member.storage;
+      if (req.storage === undefined) delete member.storage;
+      else member.storage = req.storage;
+      if (req.storage === 'full') this.log.warn({ id: member.id, url: member.url }, 'member storage is full: it refuses writes and serves reads');
+      else if (was === 'full') this.log.info({ id: member.id, url: member.url }, 'member storage takes writes again');
       changed = true;
     }
     if (check && this.settle(now)) changed = membershipChanged = true;

@@ -76,6 +76,7 @@ describe('registry routes', () => {
     ['id with a bad character', { payload: '{"node_url":"http://h:1","id":"a/b"}' }],
     ['id too long', { payload: JSON.stringify({ node_url: 'http://h:1', id: 'x'.repeat(65) }) }],
     ['id not a string', { payload: '{"node_url":"http://h:1","id":7}' }],
+    ['storage neither ok nor full', { payload: '{"node_url":"http://h:1","storage":"broken"}' }],
   ];
   for (const [name, { payload, type }] of bad) {
     it(`register rejects ${name} with 400`, async () => {
@@ -138,6 +139,25 @@ describe('registry routes', () => {
     mock.timers.reset();
     assert.equal(res.json().index, 2);
     assert.deepEqual(res.json().nodes, ['http://h:1', 'http://h:2']);
+  });
+
+  it('a heartbeat reporting storage full or ok again moves the index, and /nodes shows it', async () => {
+    const { app, persisted } = makeApp();
+    const beat = (storage?: string) =>
+      app.inject(post('/heartbeat', { node_url: 'http://h:1', id: 'a', ...(storage !== undefined && { storage }) }));
+    await beat('ok');
+    const storageOf = async () => (await app.inject({ method: 'GET', url: '/nodes' })).json().members[0].storage;
+    assert.equal(await storageOf(), 'ok');
+    const written = persisted();
+    const indexes = [];
+    for (const s of ['full', 'full', 'ok', 'ok']) indexes.push((await beat(s)).json().index);
+    assert.deepEqual(indexes, [2, 2, 3, 3], 'one bump per change of state, none for a repeat');
+    assert.equal(persisted(), written, 'a storage state is reported, not persisted');
+    await beat('full');
+    assert.equal(await storageOf(), 'full');
+    // A server that reports nothing (an older release) is taken as ok: absent.
+    await beat();
+    assert.equal(await storageOf(), undefined);
   });
 
   it('GET /nodes?index answers at once when the index is behind or ahead', async () => {

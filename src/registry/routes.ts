@@ -14,8 +14,9 @@ import { RateLimiter } from './rate-limit.js';
 /**
  * The registry's HTTP API.
  *
- *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?, "clock_ms"?} → {"success", "id", "node_url", "index"}
+ *   POST /register, POST /heartbeat   {"node_url", "id"?, "tcp_port"?, "transfer"?, "clock_ms"?, "storage"?} → {"success", "id", "node_url", "index"}
  *                                     clock_ms: the member's clock; kept as clockOffsetMs (its clock minus ours)
+ *                                     storage: "ok" or "full" (its storage cannot commit); a change moves the index
  *                                     409 CONFLICT for a removed member or one down past the tombstone grace
  *                                     409 MEMBER_BOUND for an id at another url, or another id at a member's url
  *                                     422 MEMBER_UNREACHABLE when a new url does not answer GET <url>/health
@@ -129,6 +130,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
     const id = memberId(body.id);
     const transfer = transferProgress(body.transfer);
     const tcpPort = optionalPort(body.tcp_port);
+    const storage = storageState(body.storage);
     const now = Date.now();
     const clockMs = body.clock_ms;
     const clockOffsetMs = typeof clockMs === 'number' && Number.isFinite(clockMs) ? Math.round(clockMs - now) : undefined;
@@ -138,6 +140,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: RegistryRoute
       ...(transfer && { transfer }),
       ...(tcpPort !== undefined && { tcpPort }),
       ...(clockOffsetMs !== undefined && { clockOffsetMs }),
+      ...(storage !== undefined && { storage }),
       authenticated: req.clusterAuth === 'member',
     };
     if (table.admit(r, now) === 'new-url') {
@@ -293,6 +296,13 @@ function transferProgress(value: unknown): TransferProgress | undefined {
   };
   if (v.hintsPending !== undefined) out.hintsPending = num(v.hintsPending);
   return out;
+}
+
+/** A KV server's storage state; absent from servers that predate it (taken as ok). */
+function storageState(value: unknown): 'ok' | 'full' | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value !== 'ok' && value !== 'full') throw new InvalidRequest('"storage" must be "ok" or "full"');
+  return value;
 }
 
 function optionalPort(value: unknown): number | undefined {

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   registryArgs?: string[];
   /** Extra flags for every KV server (e.g. --anti-entropy-ms 1000). */
   kvArgs?: string[];
+  /** How each of the first KV servers starts (by index), e.g. one with a data dir of its own; the rest as addKv() does. */
+  kvOptions?: KvOptions[];
   /**
    * TLS on every process: the ca.crt/server.crt/server.key of `flexstore
    * certs` in dir; URLs become https://, and http() probes trust the CA and
@@ -89,6 +91,7 @@ export class TestCluster {
       extraGatewayArgs: [],
       registryArgs: [],
       kvArgs: [],
+      kvOptions: [],
       tls: null,
       secret: '',
       secretFile: false,
@@ -109,7 +112,7 @@ export class TestCluster {
     try {
       c.registryPort = await freePort();
       await c.startRegistry();
-      for (let i = 0; i < opts.kvCount; i++) await c.addKv();
+      for (let i = 0; i < opts.kvCount; i++) await c.addKv(opts.kvOptions[i]);
       for (let i = 0; i < opts.gateways; i++) await c.addGateway();
       await c.waitForUp(opts.kvCount);
     } catch (err) {
