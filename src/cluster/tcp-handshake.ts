@@ -39,7 +39,7 @@ const MAC_BYTES = 32;
 export const HELLO_BYTES = 4 + 4 + NONCE_BYTES;
 export const AUTH_BYTES = 4 + NONCE_BYTES + MAC_BYTES;
 export const RESULT_BYTES = 4 + MAC_BYTES;
-/** How long a server waits for AUTH; a connection that says nothing is closed. */
+/** How long a server waits for AUTH by default; a connection that says nothing is closed (a KV server waits at most its FRAME_TIMEOUT_MS). */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
 const ZERO_MAC = Buffer.alloc(MAC_BYTES);
 
@@ -48,6 +48,8 @@ export class HandshakeError extends Error {
   constructor(
     message: string,
     readonly reason: RefusalReason,
+    /** The peer did not send its part before the deadline (rather than sending a wrong one). */
+    readonly timedOut = false,
   ) {
     super(message);
     this.name = 'HandshakeError';
@@ -89,7 +91,7 @@ export async function acceptMember(socket: Socket, secrets: readonly Buffer[], t
       return await readExact(socket, n, Math.max(1, deadline - Date.now()));
     } catch (err) {
       socket.destroy();
-      throw new HandshakeError(`no handshake: ${(err as Error).message}`, 'missing');
+      throw new HandshakeError(`no handshake: ${(err as Error).message}`, 'missing', err instanceof ReadTimeout);
     }
   };
   const refuse = (reason: RefusalReason, message: string): never => {
@@ -163,7 +165,7 @@ function readExact(socket: Socket, n: number, timeoutMs: number): Promise<Buffer
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let have = 0;
-    const timer = setTimeout(() => done(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => done(new ReadTimeout(`timed out after ${timeoutMs} ms`)), timeoutMs);
     timer.unref();
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
@@ -192,3 +194,5 @@ function readExact(socket: Socket, n: number, timeoutMs: number): Promise<Buffer
     socket.resume();
   });
 }
+
+class ReadTimeout extends Error {}

@@ -18,8 +18,8 @@ import {
   encodePut,
   encodeRecordReply,
 } from './tcp-codec.js';
-import { ProtocolError, ReplicaUnreachable } from './errors.js';
-import { FrameDecoder, MAX_FRAME_BYTES, Op } from './tcp-protocol.js';
+import { PayloadTooLarge, ProtocolError, ReplicaUnreachable } from './errors.js';
+import { FrameDecoder, InflightBudget, MAX_FRAME_BYTES, Op } from './tcp-protocol.js';
 import { TcpReplicaTransport } from './tcp-transport.js';
 import { proveMember } from './tcp-handshake.js';
 import type { ReplicaRecord } from './types.js';
@@ -42,7 +42,7 @@ function encode(f: Frame): Buffer {
 function decodeAll(chunks: Buffer[], max?: number): Frame[] {
   const out: Frame[] = [];
   // Copy each body: a real consumer finishes with it before the next chunk, a test keeps it.
-  const d = new FrameDecoder((id, op, body) => out.push({ id, op, body: Buffer.from(body) }), max);
+  const d = new FrameDecoder((id, op, body) => out.push({ id, op, body: Buffer.from(body) }), { maxFrameBytes: max });
   for (const c of chunks) d.push(c);
   return out;
 }
@@ -102,6 +102,124 @@ describe('FrameDecoder', () => {
     const huge = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0]);
     assert.throws(() => decodeAll([huge]), new RegExp(`exceeds the ${MAX_FRAME_BYTES}-byte limit`));
     assert.throws(() => decodeAll([Buffer.from([0, 0, 0, 4, 0, 0, 0, 0])]), /shorter than its header/);
+  });
+
+  test('large frames (kept as chunks until whole) split at any points decode to the frames sent', () => {
+    const big = (id: number, n: number): Frame => ({ id, op: Op.PUT, body: Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + id) & 0xff)) });
+    const frames = [big(1, 200_000), { id: 2, op: Op.GET, body: Buffer.from('k') }, big(3, 70_000), big(4, 65_531)];
+    const stream = Buffer.concat(frames.map(encode));
+    // Every split point near each frame boundary, and the stream in reads of various sizes.
+    const bounds = frames.reduce<number[]>((acc, f) => [...acc, acc.at(-1)! + 9 + f.body.length], [0]);
+    for (const b of bounds) {
+      for (let i = Math.max(0, b - 12); i <= Math.min(stream.length, b + 12); i++) {
+        assert.deepEqual(decodeAll([stream.subarray(0, i), stream.subarray(i)]), frames, `split at ${i}`);
+      }
+    }
+    for (const size of [1000, 4096, 65_536, 100_003]) {
+      const chunks: Buffer[] = [];
+      for (let off = 0; off < stream.length; off += size) chunks.push(stream.subarray(off, off + size));
+      assert.deepEqual(decodeAll(chunks), frames, `reads of ${size}`);
+    }
+  });
+
+  test('memory follows the bytes received, not the length declared; stop() drops them', () => {
+    const budget = new InflightBudget(1 << 30);
+    const d = new FrameDecoder(() => assert.fail('no frame is whole'), { budget });
+    assert.equal(d.frameStartedAt, 0);
+    // A small frame that arrives split is held in a buffer of its size from its header on.
+    d.push(Buffer.from([0, 0, 0x10, 0, 0, 0, 0, 1]));
+    assert.equal(d.held, 0x1000);
+    assert.ok(d.frameStartedAt > 0, 'a frame in progress has a start time');
+    d.stop();
+    assert.equal(d.held, 0);
+    assert.equal(budget.bytes, 0);
+
+    const e = new FrameDecoder(() => assert.fail('no frame is whole'), { budget });
+    const head = Buffer.alloc(9);
+    head.writeUInt32BE(60 * 1024 * 1024, 0);
+    e.push(head);
+    e.push(Buffer.alloc(100_000));
+    // A 60 MiB frame declared: what is held is the two reads.
+    assert.equal(e.held, 9 + 100_000);
+    assert.equal(budget.bytes, 9 + 100_000);
+    e.stop();
+    assert.equal(e.held, 0);
+    assert.equal(budget.bytes, 0);
+    assert.equal(e.frameStartedAt, 0);
+    e.push(Buffer.alloc(50_000));
+    assert.equal(e.held, 0, 'nothing is kept after stop()');
+  });
+
+  test('a frame over maxFrameBytes is read and dropped, never held, and reported with its id; the next frames decode', () => {
+    const out: Frame[] = [];
+    const oversize: Array<[number, number, number]> = [];
+    const budget = new InflightBudget(1 << 30);
+    const d = new FrameDecoder((id, op, body) => out.push({ id, op, body: Buffer.from(body) }), {
+      maxFrameBytes: 1024,
+      budget,
+      onOversize: (id, op, len) => oversize.push([id, op, len]),
+    });
+    const frames = [{ id: 9, op: Op.PUT, body: Buffer.alloc(5000, 1) }, { id: 10, op: Op.GET, body: Buffer.from('key') }];
+    const stream = Buffer.concat(frames.map(encode));
+    for (let i = 0; i < stream.length; i += 700) {
+      d.push(stream.subarray(i, i + 700));
+      assert.equal(budget.bytes, 0);
+    }
+    assert.deepEqual(oversize, [[9, Op.PUT, 5005]]);
+    assert.deepEqual(out, [frames[1]]);
+    // Past MAX_FRAME_BYTES a frame is still a protocol error.
+    const huge = Buffer.alloc(9);
+    huge.writeUInt32BE(MAX_FRAME_BYTES + 1, 0);
+    assert.throws(() => d.push(huge), /exceeds the \d+-byte limit/);
+  });
+
+  test('a shared budget pauses the reader that takes it past its limit and resumes it once bytes free', () => {
+    const budget = new InflightBudget(150_000);
+    const events: string[] = [];
+    const got: number[] = [];
+    const reader = (name: string) =>
+      new FrameDecoder((id) => got.push(id), {
+        budget,
+        pause: () => events.push(`${name} paused`),
+        resume: () => events.push(`${name} resumed`),
+      });
+    const frame = (id: number) => encode({ id, op: Op.PUT, body: Buffer.alloc(100_000, id) });
+    const a = reader('a');
+    const b = reader('b');
+    const c = reader('c');
+    const fa = frame(1);
+    const fb = frame(2);
+    const fc2 = frame(3);
+    a.push(fa.subarray(0, 80_000));
+    b.push(fb.subarray(0, 60_000));
+    assert.equal(events.length, 0);
+    c.push(fc2.subarray(0, 20_000));
+    // 160,000 held: the reader that went past pauses, the others keep going.
+    assert.deepEqual(events, ['c paused']);
+    assert.equal(budget.paused, 1);
+    a.push(fa.subarray(80_000, 90_000));
+    assert.deepEqual(events, ['c paused', 'a paused']);
+    // b finishes its frame: its bytes free, and the first reader paused resumes;
+    // the 40,000 bytes of room left are less than a read, so a still waits.
+    b.push(fb.subarray(60_000));
+    assert.deepEqual(got, [2]);
+    assert.deepEqual(events, ['c paused', 'a paused', 'c resumed']);
+    c.push(fc2.subarray(20_000, 90_000));
+    assert.deepEqual(events.slice(3), ['c paused']);
+    // A reader stopped while paused gives its bytes back and wakes the next.
+    c.stop();
+    assert.deepEqual(events.slice(4), ['a resumed']);
+    assert.equal(budget.paused, 0);
+    a.push(fa.subarray(90_000));
+    assert.deepEqual(got, [2, 1]);
+    assert.equal(budget.bytes, 0);
+    assert.equal(budget.paused, 0);
+    // Alone, a frame larger than the whole budget still arrives: nobody else holds bytes to wait for.
+    const big = encode({ id: 4, op: Op.PUT, body: Buffer.alloc(400_000) });
+    const d = reader('d');
+    for (let i = 0; i < big.length; i += 65_536) d.push(big.subarray(i, i + 65_536));
+    assert.deepEqual(got, [2, 1, 4]);
+    assert.ok(!events.includes('d paused'));
   });
 });
 
@@ -265,6 +383,26 @@ describe('TCP replica server and transport across a crash', () => {
       await closed;
       assert.equal(warnings.length, 1);
       assert.equal(await transport.get('http://127.0.0.1:7001', 'absent'), null);
+    } finally {
+      await transport.close();
+      await server.close();
+      await storage.close();
+    }
+  });
+
+  test('a frame over the server\'s limit fails only its request, PAYLOAD_TOO_LARGE, and keeps the connection', async () => {
+    const storage = Storage.open(tempDir());
+    const server = await startTcpReplicaServer({ storage, host: '127.0.0.1', port: 0, maxFrameBytes: 4096, maxInflightBytes: 1 << 20 });
+    const transport = new TcpReplicaTransport({ resolvePort: () => server.port });
+    const node = 'http://127.0.0.1:7001';
+    try {
+      const v = version(Date.now());
+      await assert.rejects(transport.put(node, 'big', record(v, Buffer.alloc(10_000))), PayloadTooLarge);
+      assert.deepEqual(await transport.put(node, 'small', record(v, 'ok')), { applied: true, version: v });
+      assert.equal((await transport.get(node, 'small'))?.value.toString(), 'ok');
+      assert.equal(await transport.get(node, 'big'), null);
+      assert.equal(server.connections(), 1, 'the same connection served every call');
+      assert.equal(server.inflightBytes(), 0);
     } finally {
       await transport.close();
       await server.close();

@@ -17,6 +17,31 @@ export interface HintBufferOptions {
   onDropped?: (count: number) => void;
 }
 
+/**
+ * Keys per request are cut so one request stays under this, counting 3 bytes
+ * per UTF-16 unit (its most in a frame) plus framing: well inside what a KV
+ * server reads in one request (its maxBodyBytes, 16 MiB by default, over HTTP
+ * or TCP), even with JSON escapes doubling it. 100,000 keys of 1 KiB would
+ * otherwise make one 100 MB request that every replica refuses.
+ */
+const HINT_REQUEST_BYTES = 4 * 1024 * 1024;
+
+function* requests(keys: Iterable<string>): Generator<string[]> {
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const key of keys) {
+    const size = 3 * key.length + 8;
+    if (batch.length > 0 && bytes + size > HINT_REQUEST_BYTES) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(key);
+    bytes += size;
+  }
+  if (batch.length > 0) yield batch;
+}
+
 export class HintBuffer {
   /** holder url → target id → keys */
   private pending = new Map<string, Map<string, Set<string>>>();
@@ -60,13 +85,14 @@ export class HintBuffer {
     this.size = 0;
     for (const [holder, byTarget] of batch) {
       for (const [target, keys] of byTarget) {
-        const list = [...keys];
-        const p = this.opts.transport.storeHints(holder, target, list).then(
-          () => this.opts.onFlushed?.(list.length, true),
-          () => this.opts.onFlushed?.(list.length, false),
-        );
-        this.inFlight.add(p);
-        void p.finally(() => this.inFlight.delete(p));
+        for (const list of requests(keys)) {
+          const p = this.opts.transport.storeHints(holder, target, list).then(
+            () => this.opts.onFlushed?.(list.length, true),
+            () => this.opts.onFlushed?.(list.length, false),
+          );
+          this.inFlight.add(p);
+          void p.finally(() => this.inFlight.delete(p));
+        }
       }
     }
     await Promise.all([...this.inFlight]);

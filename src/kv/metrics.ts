@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { rejectOtherMethods } from '../cluster/http-server.js';
 import { WRITE_SOURCES, type Storage } from './storage.js';
 import { REFUSAL_REASONS } from '../cluster/cluster-auth.js';
+import { REPLICA_CLOSE_REASONS } from './tcp-replica-server.js';
 
 /**
  * A KV server's Prometheus metrics, on a registry of its own so that several
@@ -33,9 +34,15 @@ import { REFUSAL_REASONS } from '../cluster/cluster-auth.js';
  *                                             paths above, hints and purge (tombstone purge)
  *   flexstore_auth_refused_total{reason}      internal requests and replica connections refused
  *                                             for their credential (cluster-auth.ts REFUSAL_REASONS)
+ *   flexstore_replica_connections_closed_total{reason}
+ *                                             replica-port connections the server closed:
+ *                                             frame_timeout, handshake_timeout, protocol_error,
+ *                                             max_connections (refused at accept)
+ *   flexstore_replica_connections             replica-port connections open, handshaking ones included
+ *   flexstore_replica_inflight_bytes          bytes of partly received frames held (MAX_INFLIGHT_BYTES bounds it)
  *   flexstore_kv_process_*, flexstore_kv_nodejs_*   Node process metrics
  *
- * The gauges read storage when scraped, so they cost nothing between scrapes.
+ * The gauges read storage (and its health) and the replica port when scraped, so they cost nothing between scrapes.
  */
 export class KvMetrics {
   readonly registry = new Registry();
@@ -49,6 +56,9 @@ export class KvMetrics {
   readonly storageRefused: Counter<'path'>;
   readonly authRefused: Counter<'reason'>;
   readonly secretReloads: Counter<'outcome'>;
+  readonly replicaConnectionsClosed: Counter<'reason'>;
+  /** The replica port, once it listens: read by its gauges (0 before). */
+  replicaPort: { connections(): number; inflightBytes(): number } | undefined;
 
   constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_kv_' });
@@ -138,6 +148,30 @@ export class KvMetrics {
       registers,
     });
     for (const outcome of ['ok', 'failed']) this.secretReloads.inc({ outcome }, 0);
+    this.replicaConnectionsClosed = new Counter({
+      name: 'flexstore_replica_connections_closed_total',
+      help: 'Replica-port connections closed by this server, by reason (frame_timeout, handshake_timeout, protocol_error, max_connections)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of REPLICA_CLOSE_REASONS) this.replicaConnectionsClosed.inc({ reason }, 0);
+    const port = () => this.replicaPort;
+    new Gauge({
+      name: 'flexstore_replica_connections',
+      help: 'Replica-port connections open, handshaking ones included',
+      registers,
+      collect() {
+        this.set(port()?.connections() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flexstore_replica_inflight_bytes',
+      help: 'Bytes of partly received replica-protocol frames held across all connections',
+      registers,
+      collect() {
+        this.set(port()?.inflightBytes() ?? 0);
+      },
+    });
     for (const direction of ['in', 'out']) this.keysStreamed.inc({ direction }, 0);
     for (const outcome of ['complete', 'partial', 'aborted']) this.passes.inc({ outcome }, 0);
   }

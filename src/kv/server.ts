@@ -20,7 +20,8 @@ import { registerReplicaApi } from './replica-api.js';
 import { Storage } from './storage.js';
 import { registerRepairApi } from './repair-api.js';
 import { RepairClient } from './repair-client.js';
-import { startTcpReplicaServer, type RunningTcpReplicaServer } from './tcp-replica-server.js';
+import { replicaFrameLimit, startTcpReplicaServer, type RunningTcpReplicaServer } from './tcp-replica-server.js';
+import { HANDSHAKE_TIMEOUT_MS } from '../cluster/tcp-handshake.js';
 
 export interface RunningKvServer extends RunningServer {
   /** Stable node id, kept in <dataDir>/node-id. */
@@ -145,6 +146,14 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
       log: app.log,
       security,
       onAuthRefused: (reason) => metrics.authRefused.inc({ reason }),
+      // The same values as the HTTP replica API (maxBodyBytes); docs/security.md "Replica port limits".
+      maxFrameBytes: replicaFrameLimit(cfg.maxBodyBytes),
+      frameTimeoutMs: cfg.frameTimeoutMs,
+      maxInflightBytes: cfg.maxInflightBytes,
+      maxConnections: cfg.maxConnections,
+      // A peer that cannot send a frame in time cannot be waited for to say hello either.
+      handshakeTimeoutMs: Math.min(HANDSHAKE_TIMEOUT_MS, cfg.frameTimeoutMs),
+      onConnectionClosed: (reason) => metrics.replicaConnectionsClosed.inc({ reason }),
       // Counted here as on the HTTP path (repair-api.ts): gateways send hints over this protocol by default.
       storeHints: (target, keys) => storage.hints.add(target, keys).then((stored) => void metrics.hintsStored.inc(stored)),
     });
@@ -154,6 +163,7 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     await storage.close();
     throw err;
   }
+  metrics.replicaPort = tcp;
   const tcpAdvertised = cfg.advertiseTcpPort ?? tcp.port;
   // Watched from here on: nothing below can fail start-up and leave the watch behind.
   const secretReloader = watchSecretFile(security, { log: app.log, onReload: (outcome) => metrics.secretReloads.inc({ outcome }) });
