@@ -6,7 +6,8 @@
 //
 //   node scripts/fuzz.mjs [run-tests options]
 //
-// A failure prints its seed and path; FUZZ_SEED and FUZZ_PATH replay it.
+// A failure prints its seed and path; FUZZ_SEED and FUZZ_PATH replay it with
+// the one test run alone (src/test/support/fuzz.ts shows the command).
 
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';

@@ -277,90 +277,88 @@ describe('FrameDecoder fuzz', () => {
 
   for (const [limit, maxArb] of Object.entries(LIMITS) as Array<[string, fc.Arbitrary<number | undefined>]>) {
     const opts = limit === 'configured' ? { todo: WHOLE_FRAME_LIMIT_BUG } : {};
-    describe(`${limit} limit`, () => {
-      test('random byte streams cut into random chunks: reference frames or a ProtocolError', opts, async () => {
-        await fc.assert(
-          fc.asyncProperty(fc.oneof(bytes(600), noiseStreamArb), cutsArb, maxArb, async (stream, cuts, max) => {
-            const out = await runner.run({ chunks: cut(stream, cuts), ...(max !== undefined && { maxFrameBytes: max }) });
-            checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
-          }),
-          fuzzParams({ msPerRun: 50 }),
-        );
-      });
+    test(`random byte streams cut into random chunks: reference frames or a ProtocolError, ${limit} limit`, opts, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(bytes(600), noiseStreamArb), cutsArb, maxArb, async (stream, cuts, max) => {
+          const out = await runner.run({ chunks: cut(stream, cuts), ...(max !== undefined && { maxFrameBytes: max }) });
+          checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
+        }),
+        fuzzParams({ msPerRun: 50 }),
+      );
+    });
 
-      test('a valid stream cut anywhere decodes to the frames sent', async () => {
-        await fc.assert(
-          fc.asyncProperty(framesArb, cutsArb, async (frames, cuts) => {
-            const stream = encode(frames);
-            // Configured: exactly the largest frame, which must be accepted.
-            const exactLimit = limit === 'configured';
-            const largest = Math.max(5, ...frames.map((f) => 5 + f.body.length));
-            const max = exactLimit ? largest : MAX_FRAME_BYTES;
-            const out = await runner.run({ chunks: cut(stream, cuts), ...(exactLimit && { maxFrameBytes: max }) });
-            checkOutcome(out, stream, max, true);
-            assert.deepEqual(
-              describeFrames(out.frames.map((f) => ({ ...f, body: f.atCall }))),
-              describeFrames(frames),
-            );
-          }),
-          fuzzParams({ msPerRun: 50 }),
-        );
-      });
+    test(`a valid stream cut anywhere decodes to the frames sent, ${limit} limit`, async () => {
+      await fc.assert(
+        fc.asyncProperty(framesArb, cutsArb, async (frames, cuts) => {
+          const stream = encode(frames);
+          // Configured: exactly the largest frame, which must be accepted.
+          const exactLimit = limit === 'configured';
+          const largest = Math.max(5, ...frames.map((f) => 5 + f.body.length));
+          const max = exactLimit ? largest : MAX_FRAME_BYTES;
+          const out = await runner.run({ chunks: cut(stream, cuts), ...(exactLimit && { maxFrameBytes: max }) });
+          checkOutcome(out, stream, max, true);
+          assert.deepEqual(
+            describeFrames(out.frames.map((f) => ({ ...f, body: f.atCall }))),
+            describeFrames(frames),
+          );
+        }),
+        fuzzParams({ msPerRun: 50 }),
+      );
+    });
 
-      test('mutated valid streams (flipped, truncated, inserted, deleted bytes, changed lengths): frames or a ProtocolError', opts, async () => {
-        await fc.assert(
-          fc.asyncProperty(framesArb, fc.array(mutationArb, { minLength: 1, maxLength: 4 }), cutsArb, maxArb, async (frames, mutations, cuts, max) => {
-            const stream = mutate(frames, mutations);
-            const out = await runner.run({ chunks: cut(stream, cuts), ...(max !== undefined && { maxFrameBytes: max }) });
-            checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
-          }),
-          fuzzParams({ msPerRun: 50 }),
-        );
-      });
+    test(`mutated valid streams (flipped, truncated, inserted, deleted bytes, changed lengths): frames or a ProtocolError, ${limit} limit`, opts, async () => {
+      await fc.assert(
+        fc.asyncProperty(framesArb, fc.array(mutationArb, { minLength: 1, maxLength: 4 }), cutsArb, maxArb, async (frames, mutations, cuts, max) => {
+          const stream = mutate(frames, mutations);
+          const out = await runner.run({ chunks: cut(stream, cuts), ...(max !== undefined && { maxFrameBytes: max }) });
+          checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
+        }),
+        fuzzParams({ msPerRun: 50 }),
+      );
+    });
 
-      test('a declared length beyond the limit or below the header fails with the chunk that completes its header', opts, async () => {
-        const caseArb = maxArb.chain((max) =>
-          fc.record({
-            max: fc.constant(max),
-            len: fc.oneof(fc.integer({ min: 0, max: 4 }), fc.integer({ min: (max ?? MAX_FRAME_BYTES) + 1, max: 0xffffffff })),
-            frames: framesArb.map((fs) => fs.filter((f) => max === undefined || 5 + f.body.length <= max)),
-            tail: bytes(64),
-            cuts: cutsArb,
-          }),
-        );
-        await fc.assert(
-          fc.asyncProperty(caseArb, async ({ max, len, frames, tail, cuts }) => {
-            const head = Buffer.alloc(4);
-            head.writeUInt32BE(len, 0);
-            const valid = encode(frames);
-            const stream = Buffer.concat([valid, head, tail]);
-            const chunks = cut(stream, cuts);
-            const out = await runner.run({ chunks, ...(max !== undefined && { maxFrameBytes: max }) });
-            checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
-            assert.equal(out.frames.length, frames.length, 'the valid frames before the bad header were not all handed on');
-            // Nothing to wait for once the header is in: the error comes with the chunk that completes it.
-            let seen = 0;
-            const completing = chunks.findIndex((c) => (seen += c.length) >= valid.length + 4);
-            assert.equal(out.threwAt, completing, 'the bad length was not refused with the chunk that completed its header');
-          }),
-          fuzzParams({ msPerRun: 50 }),
-        );
-      });
+    test(`a declared length beyond the limit or below the header fails with the chunk that completes its header, ${limit} limit`, opts, async () => {
+      const caseArb = maxArb.chain((max) =>
+        fc.record({
+          max: fc.constant(max),
+          len: fc.oneof(fc.integer({ min: 0, max: 4 }), fc.integer({ min: (max ?? MAX_FRAME_BYTES) + 1, max: 0xffffffff })),
+          frames: framesArb.map((fs) => fs.filter((f) => max === undefined || 5 + f.body.length <= max)),
+          tail: bytes(64),
+          cuts: cutsArb,
+        }),
+      );
+      await fc.assert(
+        fc.asyncProperty(caseArb, async ({ max, len, frames, tail, cuts }) => {
+          const head = Buffer.alloc(4);
+          head.writeUInt32BE(len, 0);
+          const valid = encode(frames);
+          const stream = Buffer.concat([valid, head, tail]);
+          const chunks = cut(stream, cuts);
+          const out = await runner.run({ chunks, ...(max !== undefined && { maxFrameBytes: max }) });
+          checkOutcome(out, stream, max ?? MAX_FRAME_BYTES);
+          assert.equal(out.frames.length, frames.length, 'the valid frames before the bad header were not all handed on');
+          // Nothing to wait for once the header is in: the error comes with the chunk that completes it.
+          let seen = 0;
+          const completing = chunks.findIndex((c) => (seen += c.length) >= valid.length + 4);
+          assert.equal(out.threwAt, completing, 'the bad length was not refused with the chunk that completed its header');
+        }),
+        fuzzParams({ msPerRun: 50 }),
+      );
+    });
 
-      test('after stop() nothing is handed on and push() does not throw', opts, async () => {
-        await fc.assert(
-          fc.asyncProperty(fc.oneof(framesArb.map(encode), noiseStreamArb), cutsArb, fc.nat(), maxArb, async (stream, cuts, at, max) => {
-            const chunks = cut(stream, cuts);
-            const stopBefore = at % (chunks.length + 1);
-            const out = await runner.run({ chunks, stopBefore, ...(max !== undefined && { maxFrameBytes: max }) });
-            const before = Buffer.concat(chunks.slice(0, stopBefore));
-            if (out.error) assert.ok(out.threwAt < stopBefore, `push threw after stop(): ${out.error.message}`);
-            // Up to the stop the decoder saw `before` only: its frames are checked against that.
-            checkOutcome(out, before, max ?? MAX_FRAME_BYTES);
-          }),
-          fuzzParams({ msPerRun: 50 }),
-        );
-      });
+    test(`after stop() nothing is handed on and push() does not throw, ${limit} limit`, opts, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(framesArb.map(encode), noiseStreamArb), cutsArb, fc.nat(), maxArb, async (stream, cuts, at, max) => {
+          const chunks = cut(stream, cuts);
+          const stopBefore = at % (chunks.length + 1);
+          const out = await runner.run({ chunks, stopBefore, ...(max !== undefined && { maxFrameBytes: max }) });
+          const before = Buffer.concat(chunks.slice(0, stopBefore));
+          if (out.error) assert.ok(out.threwAt < stopBefore, `push threw after stop(): ${out.error.message}`);
+          // Up to the stop the decoder saw `before` only: its frames are checked against that.
+          checkOutcome(out, before, max ?? MAX_FRAME_BYTES);
+        }),
+        fuzzParams({ msPerRun: 50 }),
+      );
     });
   }
 });

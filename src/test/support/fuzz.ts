@@ -9,10 +9,10 @@ import fc, { type Parameters } from 'fast-check';
  * with FUZZ_LONG_FACTOR times as many.
  *
  * A failing property prints its seed, path and shrunk counterexample (fast-check's
- * report, with the failing assertion in its message). FUZZ_SEED and FUZZ_PATH replay
- * it: `FUZZ_SEED=<seed> FUZZ_PATH=<path> node scripts/run-tests.mjs dist/<file>.fuzz.test.js`.
- * The path belongs to one property; the file's other properties run with the
- * seed alone and are unaffected by it only if they pass.
+ * report, with the failing assertion in its message). FUZZ_SEED and FUZZ_PATH
+ * replay it; the path belongs to that one property, so run it alone:
+ *
+ *   FUZZ_SEED=<seed> FUZZ_PATH=<path> node --test --test-name-pattern '<test name>' dist/<file>.fuzz.test.js
  */
 
 export const DEFAULT_FUZZ_RUNS = 100;
