@@ -49,16 +49,14 @@ export function readCodeUnits(buf: Buffer, start: number, end: number): string {
   let out = '';
   for (let p = start; p < end; ) {
     const b = buf[p]!;
-    if (b < 0x80) {
-      out += String.fromCharCode(b);
-      p += 1;
-    } else if (b < 0xe0) {
-      out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
-      p += 2;
-    } else {
-      out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
-      p += 3;
-    }
+    const n = b < 0x80 ? 1 : b < 0xe0 ? 2 : 3;
+    // A unit cut short by `end` (malformed input) must not take bits from the
+    // next field: it reads as U+FFFD, as the native decoder reads a cut UTF-8 sequence.
+    if (p + n > end) return out + '\ufffd';
+    if (n === 1) out += String.fromCharCode(b);
+    else if (n === 2) out += String.fromCharCode(((b & 0x1f) << 6) | (buf[p + 1]! & 0x3f));
+    else out += String.fromCharCode(((b & 0x0f) << 12) | ((buf[p + 1]! & 0x3f) << 6) | (buf[p + 2]! & 0x3f));
+    p += n;
   }
   return out;
 }

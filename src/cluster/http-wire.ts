@@ -60,11 +60,11 @@ export function recordHeaders(rec: ReplicaRecord): Record<string, string> {
  * its UTF-8 length is checked too, and every error names the limit.
  */
 export function keyFromUrl(rawUrl: string, prefix: string, maxKeyBytes?: number): string {
+  const limit = maxKeyBytes === undefined ? {} : { maxKeyBytes };
   const start = rawUrl.indexOf(prefix);
-  if (start === -1) throw new InvalidKey('missing key');
+  if (start === -1) throw new InvalidKey('missing key', limit);
   const q = rawUrl.indexOf('?', start);
   const encoded = rawUrl.slice(start + prefix.length, q === -1 ? undefined : q);
-  const limit = maxKeyBytes === undefined ? {} : { maxKeyBytes };
   let key: string;
   try {
     key = decodeURIComponent(encoded);

@@ -77,6 +77,12 @@ describe('registry routes', () => {
     ['id too long', { payload: JSON.stringify({ node_url: 'http://h:1', id: 'x'.repeat(65) }) }],
     ['id not a string', { payload: '{"node_url":"http://h:1","id":7}' }],
     ['storage neither ok nor full', { payload: '{"node_url":"http://h:1","storage":"broken"}' }],
+    // Spellings the URL parser repairs into http://127.0.0.1:8001: each would be a second member at one address.
+    ['node_url missing a slash', { payload: '{"node_url":"http:/127.0.0.1:8001/"}' }],
+    ['node_url with spaces around', { payload: '{"node_url":" http://127.0.0.1:8001 "}' }],
+    ['node_url with a backslash', { payload: '{"node_url":"http:\\\\127.0.0.1:8001"}' }],
+    ['node_url with credentials', { payload: '{"node_url":"http://user:pw@127.0.0.1:8001"}' }],
+    ['node_url with a query or fragment', { payload: '{"node_url":"http://127.0.0.1:8001/?q=1#f"}' }],
   ];
   for (const [name, { payload, type }] of bad) {
     it(`register rejects ${name} with 400`, async () => {
@@ -95,6 +101,19 @@ describe('registry routes', () => {
       assert.equal(table.size, 0);
     });
   }
+
+  it('a transfer whose syncedEpoch is not finite (1e400) is ignored, not kept as Infinity', async () => {
+    const { app } = makeApp();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/register',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"node_url":"http://127.0.0.1:8000","transfer":{"syncedEpoch":1e400}}',
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    const member = (await app.inject({ method: 'GET', url: '/nodes' })).json().members[0];
+    assert.equal(member.transfer, undefined);
+  });
 
   it('GET /nodes lists up urls and all members sorted by id', async () => {
     const { app, table } = makeApp();

@@ -33,7 +33,8 @@ import { RateLimiter } from './rate-limit.js';
  * and GET /health are open. A refusal is 401 UNAUTHORIZED, counted in
  * /health's authRefused (the registry has no /metrics).
  *
- * Every answer carries X-FlexStore-Index, the table's index after the request.
+ * Every successful answer carries X-FlexStore-Index, the table's index after
+ * the request; error answers need not.
  *
  * Register, heartbeat and deregister calls that are not authenticated
  * (clusterAuth is neither 'member' nor 'admin') are rate-limited per source
@@ -265,7 +266,18 @@ function bodyObject(body: unknown): Record<string, unknown> {
  * Validates node_url and strips trailing slashes, so that http://h:1/ and
  * http://h:1 are one member. The rest is kept as sent: it is the address the
  * KV server chose to be reached at.
+ *
+ * The URL parser repairs much of what it is given (`http:/h:1`, ` http://h:1 `,
+ * `http:\\h:1` all read as http://h:1), but the table compares urls as written:
+ * a repaired spelling would be a second member at the same address, past the
+ * id↔url binding. So the url must be written out in full, as
+ * WELL_FORMED_URL says. No credentials (GET /nodes is open and would publish
+ * them), no query or fragment (paths are appended to the url). Known gap:
+ * spellings the parser normalizes but does not repair (HTTP://, an explicit
+ * default port, IPv6 written longhand) still count as distinct urls.
  */
+const WELL_FORMED_URL = /^https?:\/\/[^\x00-\x20\x7f/\\?#@]+(?:\/[^\x00-\x20\x7f\\?#]*)?$/i;
+
 function nodeUrl(value: unknown, required: boolean): string | undefined {
   if (value === undefined && !required) return undefined;
   if (typeof value !== 'string' || value === '') throw new InvalidRequest('"node_url" must be an http(s) URL string');
@@ -278,6 +290,11 @@ function nodeUrl(value: unknown, required: boolean): string | undefined {
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || parsed.hostname === '') {
     throw new InvalidRequest(`"node_url" must be an http(s) URL, got ${JSON.stringify(value)}`);
   }
+  if (!WELL_FORMED_URL.test(value)) {
+    throw new InvalidRequest(
+      `"node_url" must be written out as scheme://host[:port][/path], without spaces, credentials, query or fragment; got ${JSON.stringify(value)}`,
+    );
+  }
   return value.replace(/\/+$/, '');
 }
 
@@ -286,7 +303,8 @@ function transferProgress(value: unknown): TransferProgress | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
-  if (typeof v.syncedEpoch !== 'number') return undefined;
+  // JSON's 1e400 parses to Infinity: kept, it would read as synced to every future epoch and reach GET /nodes as null.
+  if (typeof v.syncedEpoch !== 'number' || !Number.isFinite(v.syncedEpoch)) return undefined;
   const out: TransferProgress = {
     syncedEpoch: v.syncedEpoch,
     rangesTotal: num(v.rangesTotal),

@@ -8,6 +8,8 @@
  * - kv-data.ts: writing known pairs through a gateway and reading them back.
  * - process.ts, probe.ts: starting processes, free ports, waiting, and HTTP probes;
  *   the benchmark builds its clusters on these too.
+ * - fuzz.ts: case counts and string generators of the property-based fuzz tests
+ *   (which import it directly, to stay free of the process machinery above).
  */
 export { tempDirs } from './temp-dir.js';
 export { record, stamped, tombstone, version } from './records.js';
@@ -16,3 +18,4 @@ export { TestCluster, sharedCerts, testClusters, tlsProbe, type ClusterOptions, 
 export { BIN, FlexProcess, ManagedProcess, freePort, runCli, waitFor, type CliResult, type ProcessExit } from './process.js';
 export { http, isUpAndActive, kvUrl, setProbeSecret, setProbeTls, waitHealthy, type HttpResult, type ProbeTls } from './probe.js';
 export { ackedAcrossFault, assertAllRead, eachLimit, putAll, type Entries } from './kv-data.js';
+export { DEFAULT_FUZZ_RUNS, FUZZ_LONG_FACTOR, FUZZ_RUNS, codeUnitString, fuzzParams, wellFormedString } from './fuzz.js';
