@@ -112,8 +112,13 @@ export class TestCluster {
     try {
       c.registryPort = await freePort();
       await c.startRegistry();
-      for (let i = 0; i < opts.kvCount; i++) await c.addKv(opts.kvOptions[i]);
-      for (let i = 0; i < opts.gateways; i++) await c.addGateway();
+      // Started side by side: one after another, process start-up alone was a
+      // good part of the suite's time. Slots are made first so kv<i> is always
+      // the i-th KV server and gets kvOptions[i].
+      for (let i = 0; i < opts.kvCount; i++) await c.addKvSlot(opts.kvOptions[i]);
+      await Promise.all(c.kvs.map((_, i) => c.startKv(i)));
+      for (let i = 0; i < opts.gateways; i++) c.gateways.push({ port: await freePort(), proc: undefined as never, args: [] });
+      await Promise.all(c.gateways.map((_, i) => c.startGateway(i)));
       await c.waitForUp(opts.kvCount);
     } catch (err) {
       await c.stop();
@@ -177,10 +182,15 @@ export class TestCluster {
   }
 
   async addKv(options: KvOptions = {}): Promise<number> {
+    const i = await this.addKvSlot(options);
+    await this.startKv(i);
+    return i;
+  }
+
+  /** A KV slot (port, data dir) not started yet; its index. */
+  private async addKvSlot(options: KvOptions = {}): Promise<number> {
     const port = options.port ?? (await freePort());
-    const slot: KvSlot = { port, dataDir: path.join(this.dir, `kv-${port}`), proc: undefined as never, options };
-    this.kvs.push(slot);
-    await this.startKv(this.kvs.length - 1);
+    this.kvs.push({ port, dataDir: path.join(this.dir, `kv-${port}`), proc: undefined as never, options });
     return this.kvs.length - 1;
   }
 
