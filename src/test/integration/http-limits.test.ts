@@ -29,8 +29,8 @@ const ITEMS = 4;
 const VALUE_BYTES = 750_000;
 /**
  * Gateway RSS allowed above its idle level during the burst and after it.
- * Measured on a busy 2-core machine (load average 15), 6 runs: idle 81-96 MB,
- * 80-99 MB above idle at the peak, 4-5 of the 30 batches written. The same
+ * Measured on a busy 2-core machine (load average 8-15), 7 runs: idle 81-96 MB,
+ * 80-108 MB above idle at the peak, 4-5 of the 30 batches written. The same
  * 30 batches all admitted (a cap of 1 GiB) peaked 179-259 MB above idle, and
  * 325-333 MB above idle on a gateway without the cap, the text reader of
  * batches and the collection after a burst.
