@@ -15,6 +15,8 @@ export class GatewayMetrics {
   readonly hints: Counter<'outcome'>;
   readonly members: Gauge<'state'>;
   readonly versionsRefused: Counter<'path'>;
+  readonly inflightBytes: Gauge;
+  readonly inflightRefused: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'flexstore_gateway_' });
@@ -68,6 +70,16 @@ export class GatewayMetrics {
       registers: [this.registry],
     });
     this.versionsRefused.inc({ path: 'read' }, 0);
+    this.inflightBytes = new Gauge({
+      name: 'flexstore_inflight_body_bytes',
+      help: 'Bytes of request bodies the gateway holds reservations for (bounded by MAX_INFLIGHT_BYTES)',
+      registers: [this.registry],
+    });
+    this.inflightRefused = new Counter({
+      name: 'flexstore_inflight_refused_total',
+      help: 'Requests refused with 503 OVERLOADED because their bodies would pass MAX_INFLIGHT_BYTES',
+      registers: [this.registry],
+    });
     this.members = new Gauge({
       name: 'flexstore_members',
       help: 'KV servers in the gateway view, by state (up, down; pending, joining, leaving; storage_full: refusing writes, serving reads)',

@@ -17,6 +17,7 @@ import { ClusterView } from './cluster-view.js';
 import { Coordinator } from './coordinator.js';
 import { HintBuffer } from './hint-buffer.js';
 import { GatewayMetrics } from './metrics.js';
+import { BurstCollector, InflightBudget, fullGc, installInflightLimit } from './inflight.js';
 import { ReplicaRouter } from './replica-router.js';
 import { registerRoutes } from './routes.js';
 
@@ -44,6 +45,8 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
     bodyLimit: config.maxValueBytes,
     component: 'gateway',
     security,
+    requestTimeoutMs: config.requestTimeoutMs,
+    maxConnections: config.maxConnections,
     badUrlError: (url) =>
       url.startsWith('/kv/')
         ? new InvalidKey('key is not valid percent-encoded UTF-8')
@@ -51,6 +54,13 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
   });
   const view = new ClusterView(config.vnodes, config.replicationFactor);
   const metrics = new GatewayMetrics();
+  const collector = new BurstCollector(fullGc());
+  installInflightLimit(app, {
+    budget: new InflightBudget(config.maxInflightBytes),
+    collector,
+    onChange: (bytes) => metrics.inflightBytes.set(bytes),
+    onRefused: () => metrics.inflightRefused.inc(),
+  });
   const transport = new ReplicaRouter({
     kind: config.replicaTransport,
     timeoutMs: config.replicaTimeoutMs,
@@ -107,6 +117,7 @@ export async function startGateway(overrides: Partial<GatewayConfig> = {}): Prom
         tokenReloader?.close();
         await watcher.stop();
         await app.close();
+        collector.close();
         await hints.close();
         await transport.close();
       })()),

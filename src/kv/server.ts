@@ -90,6 +90,8 @@ export async function startKvServer(config: Partial<KvConfig> = {}): Promise<Run
     bodyLimit: cfg.maxBodyBytes,
     component: 'kv',
     security,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    maxConnections: cfg.maxConnections,
     // Every internal route (replica, keys, sync, hints) is for members only;
     // /health, /health-check and /metrics stay open. Listed by what is open,
     // so a path the router decodes to an internal route (%69nternal) is not.

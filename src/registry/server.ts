@@ -40,6 +40,8 @@ export async function startRegistry(config: Partial<RegistryConfig> = {}): Promi
     bodyLimit: BODY_LIMIT,
     component: 'registry',
     security,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    maxConnections: cfg.maxConnections,
     protect: registryProtection,
     ...(cfg.adminToken !== undefined && { adminToken: cfg.adminToken }),
     onAuthRefused: refusals.inc,
