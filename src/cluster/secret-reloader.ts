@@ -1,5 +1,4 @@
-import { statSync, type Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { pollFile } from './file-poller.js';
 import type { Logger } from './logger.js';
 import { SecurityConfigError, readSecretFile, type LiveClusterSecurity } from './security.js';
 
@@ -12,7 +11,7 @@ import { SecurityConfigError, readSecretFile, type LiveClusterSecurity } from '.
  * force and logs one error line; a reload that does logs one info line with
  * how many secrets are now held. Neither line ever holds a secret.
  *
- * The file is polled (a stat every SECRET_POLL_MS) rather than watched with
+ * The file is polled (file-poller.ts: a stat every SECRET_POLL_MS) rather than watched with
  * fs.watch: a poll sees a file replaced by rename (how an editor, `mv`, or a
  * Kubernetes secret volume updates it) as well as one written in place, on
  * every platform and file system. The poll does not keep the process alive.
@@ -44,7 +43,6 @@ export interface SecretReloader {
 export function watchSecretFile(security: LiveClusterSecurity, opts: SecretReloaderOptions): SecretReloader | undefined {
   const file = security.secretFile;
   if (file === undefined || security.secrets.length === 0) return undefined;
-  let closed = false;
 
   const reload = (): ReloadOutcome => {
     let next: Buffer[];
@@ -63,47 +61,15 @@ export function watchSecretFile(security: LiveClusterSecurity, opts: SecretReloa
     return 'ok';
   };
 
-  // The file as last seen. Taken now, and the content compared with what was
-  // loaded at start-up, so a change made while the process was starting is
-  // not missed.
-  let seen = statKey(file);
+  // Compared with what was loaded at start-up, so a change made while the
+  // process was starting is not missed.
+  const poller = pollFile(file, opts.intervalMs ?? SECRET_POLL_MS, reload);
   if (!sameSecrets(tryRead(file), security.secrets)) reload();
-
-  let polling = false;
-  const timer = setInterval(() => {
-    if (polling || closed) return;
-    polling = true;
-    stat(file)
-      .then(keyOf, () => 'missing')
-      .then((key) => {
-        if (closed || key === seen) return;
-        seen = key;
-        reload();
-      })
-      .finally(() => (polling = false));
-  }, opts.intervalMs ?? SECRET_POLL_MS);
-  timer.unref();
 
   return {
     reload,
-    close() {
-      closed = true;
-      clearInterval(timer);
-    },
+    close: () => poller.close(),
   };
-}
-
-/** What tells one version of the file from the next: inode (a rename), size, modification and change times. */
-function keyOf(st: Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-}
-
-function statKey(file: string): string {
-  try {
-    return keyOf(statSync(file));
-  } catch {
-    return 'missing';
-  }
 }
 
 function tryRead(file: string): Buffer[] | undefined {

@@ -1,5 +1,5 @@
-import { readFileSync, statSync, type Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { pollFile } from '../cluster/file-poller.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../cluster/logger.js';
 import { SecurityConfigError } from '../cluster/security.js';
@@ -107,7 +107,6 @@ export function watchTokenFile(store: TokenStore, opts: TokenReloaderOptions): T
   reloads.inc({ outcome: 'failed' }, 0);
   const held = new Gauge({ name: 'flexstore_client_tokens', help: 'Client tokens in force', registers });
   held.set(store.entries.length);
-  let closed = false;
 
   const reload = (): TokenReloadOutcome => {
     let next: TokenEntry[];
@@ -126,45 +125,15 @@ export function watchTokenFile(store: TokenStore, opts: TokenReloaderOptions): T
     return 'ok';
   };
 
-  // Stat'ed now and the content compared with what start-up loaded, so a
-  // change made while the gateway was starting is not missed.
-  let seen = statKey(file);
+  // Compared with what start-up loaded, so a change made while the gateway
+  // was starting is not missed.
+  const poller = pollFile(file, opts.intervalMs ?? TOKEN_POLL_MS, reload);
   if (!sameEntries(tryRead(file), store.entries)) reload();
-
-  let polling = false;
-  const timer = setInterval(() => {
-    if (polling || closed) return;
-    polling = true;
-    stat(file)
-      .then(keyOf, () => 'missing')
-      .then((key) => {
-        if (closed || key === seen) return;
-        seen = key;
-        reload();
-      })
-      .finally(() => (polling = false));
-  }, opts.intervalMs ?? TOKEN_POLL_MS);
-  timer.unref();
 
   return {
     reload,
-    close() {
-      closed = true;
-      clearInterval(timer);
-    },
+    close: () => poller.close(),
   };
-}
-
-function keyOf(st: Stats): string {
-  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-}
-
-function statKey(file: string): string {
-  try {
-    return keyOf(statSync(file));
-  } catch {
-    return 'missing';
-  }
 }
 
 function tryRead(file: string): TokenEntry[] | undefined {
