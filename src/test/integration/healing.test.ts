@@ -19,12 +19,12 @@ async function members(c: TestCluster): Promise<Array<{ id: string; url: string;
 describe('self-healing', () => {
   const startCluster = testClusters();
 
-  test('a returning server catches up on 10,000 missed writes by itself, and serves them alone', async () => {
+  test('a returning server catches up on 5,000 missed writes by itself, and serves them alone', async () => {
     const c = await startCluster();
     const gw = c.gatewayUrl;
     await c.killKv(2);
     await c.waitForState(2, 'down');
-    const missed = entries('missed', 10_000);
+    const missed = entries('missed', 5_000);
     await putAll(gw, missed, { concurrency: 64 });
 
     const restartedAt = Date.now();
