@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { newToken } from '../../cli/token-command.js';
 import { FlexStoreClient } from '../../client/index.js';
 import { sha256Hex } from '../../gateway/tokens.js';
-import { BIN, freePort, http, kvUrl, testClusters, waitFor, type CliResult, type HttpResult, type TestCluster } from '../support/index.js';
+import { freePort, http, kvUrl, runCli, testClusters, waitFor, type CliResult, type HttpResult, type TestCluster } from '../support/index.js';
 
 /**
  * Client tokens on a real gateway (docs/security.md, "Client tokens"): one
@@ -42,24 +41,11 @@ function assertRefused(res: HttpResult, status: 401 | 403, what: string): void {
 }
 
 /** `flexstore ...` with exactly the FLEXSTORE_TOKEN given (none inherited). */
+/** The CLI with FLEXSTORE_TOKEN only when a test gives it. */
 function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const base = { ...process.env };
   delete base.FLEXSTORE_TOKEN;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`flexstore ${args[0]} did not finish in 15 s`));
-    }, 15_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCli(args, { timeoutMs: 15_000, env: { ...base, ...env } });
 }
 
 describe('client tokens on the gateway', () => {

@@ -179,9 +179,12 @@ export interface CliResult {
 }
 
 /** Runs one `flexstore` CLI command to its end (SIGKILLed past timeoutMs, which rejects). */
-export function runCli(args: string[], { timeoutMs = 20_000 } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  { timeoutMs = 20_000, env }: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(env && { env }) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
